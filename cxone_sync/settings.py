@@ -1,0 +1,120 @@
+"""One typed settings object for the whole platform (CONTRACT §4), read lazily.
+
+Nothing reads the environment at import time: call :func:`get_settings` where the value is needed.
+With no variable set, everything points at the embedded default: the local simulator and S3
+endpoint started by ``cxone-sync local-stack`` and a DuckDB file under the data folder.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cxone_sync.catalog import CATEGORIES, default_download_id
+
+# The embedded default: where `cxone-sync local-stack` listens and what the simulator accepts.
+LOCAL_HOST = "127.0.0.1"
+LOCAL_API_PORT = 8765
+LOCAL_S3_PORT = 9010
+LOCAL_API_URL = f"http://{LOCAL_HOST}:{LOCAL_API_PORT}"
+LOCAL_S3_URL = f"http://{LOCAL_HOST}:{LOCAL_S3_PORT}"
+SIM_CLIENT_ID = "cxone-sim-client"
+SIM_CLIENT_SECRET = "cxone-sim-secret"  # noqa: S105 - the simulator's public demo credential
+SIM_BUCKET = "org-cxone-data-lake"
+SIM_AWS_REGION = "us-east-1"
+SIM_AWS_KEY = "testing"  # moto accepts any credentials
+DEFAULT_PARTITIONS_START = date(2024, 3, 15)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    cxone_api_url: str = Field(default=LOCAL_API_URL, alias="CXONE_API_URL")
+    cxone_token_url: str | None = Field(default=None, alias="CXONE_TOKEN_URL")
+    cxone_client_id: str = Field(default=SIM_CLIENT_ID, alias="CXONE_CLIENT_ID")
+    cxone_client_secret: SecretStr = Field(
+        default=SecretStr(SIM_CLIENT_SECRET), alias="CXONE_CLIENT_SECRET"
+    )
+    cxone_access_key_id: str | None = Field(default=None, alias="CXONE_ACCESS_KEY_ID")
+    cxone_access_key_secret: SecretStr | None = Field(
+        default=None, alias="CXONE_ACCESS_KEY_SECRET"
+    )
+    cxone_download_ids: dict[str, str] = Field(default_factory=dict, alias="CXONE_DOWNLOAD_IDS")
+    cxone_bucket: str = Field(default=SIM_BUCKET, alias="CXONE_BUCKET")
+    aws_endpoint_url_s3: str | None = Field(default=None, alias="AWS_ENDPOINT_URL_S3")
+    aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
+    aws_region: str | None = Field(default=None, alias="AWS_REGION")
+    cxone_partitions_start: date = Field(
+        default=DEFAULT_PARTITIONS_START, alias="CXONE_PARTITIONS_START"
+    )
+    cxone_warehouse: Literal["duckdb", "snowflake"] = Field(
+        default="duckdb", alias="CXONE_WAREHOUSE"
+    )
+    cxone_data_dir: Path = Field(default=DEFAULT_DATA_DIR, alias="CXONE_DATA_DIR")
+    cxone_duckdb_path: Path | None = Field(default=None, alias="CXONE_DUCKDB_PATH")
+    cxone_duckdb_memory_limit: str | None = Field(default=None, alias="CXONE_DUCKDB_MEMORY_LIMIT")
+    cxone_record_count_tolerance: float = Field(default=0.05, alias="CXONE_RECORD_COUNT_TOLERANCE")
+
+    @field_validator("cxone_download_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return {}
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    "CXONE_DOWNLOAD_IDS must be a JSON object mapping category to download id, "
+                    f'e.g. {{"telephony": "dl-telephony-prod"}} ({exc.msg})'
+                ) from None
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the API is the local simulator's default address."""
+        return self.cxone_api_url.rstrip("/") == LOCAL_API_URL
+
+    @property
+    def token_url(self) -> str:
+        return self.cxone_token_url or f"{self.cxone_api_url.rstrip('/')}/oauth/token"
+
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        """Explicit S3 endpoint; the local S3 store when running on the embedded default."""
+        explicit = self.aws_endpoint_url_s3 or self.aws_endpoint_url
+        if explicit:
+            return explicit
+        return LOCAL_S3_URL if self.embedded else None
+
+    @property
+    def region(self) -> str:
+        return self.aws_region or SIM_AWS_REGION
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.cxone_duckdb_path or self.cxone_data_dir / "warehouse.duckdb"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.cxone_data_dir / "staging"
+
+    def download_id(self, category: str) -> str:
+        return self.cxone_download_ids.get(category) or default_download_id(category)
+
+    def download_ids(self) -> dict[str, str]:
+        return {c.name: self.download_id(c.name) for c in CATEGORIES}
+
+
+def get_settings() -> Settings:
+    """Read the environment now (never at import time)."""
+    return Settings()
