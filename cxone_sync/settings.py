@@ -44,9 +44,7 @@ class Settings(BaseSettings):
         default=SecretStr(SIM_CLIENT_SECRET), alias="CXONE_CLIENT_SECRET"
     )
     cxone_access_key_id: str | None = Field(default=None, alias="CXONE_ACCESS_KEY_ID")
-    cxone_access_key_secret: SecretStr | None = Field(
-        default=None, alias="CXONE_ACCESS_KEY_SECRET"
-    )
+    cxone_access_key_secret: SecretStr | None = Field(default=None, alias="CXONE_ACCESS_KEY_SECRET")
     cxone_download_ids: dict[str, str] = Field(default_factory=dict, alias="CXONE_DOWNLOAD_IDS")
     cxone_bucket: str = Field(default=SIM_BUCKET, alias="CXONE_BUCKET")
     aws_endpoint_url_s3: str | None = Field(default=None, alias="AWS_ENDPOINT_URL_S3")

@@ -1,0 +1,52 @@
+"""Jobs that load partitions: one per category (sensors, gap fills) and one per interval length
+(the command line and UI backfills of several categories at once)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from cxone_sync.catalog import Category
+from cxone_sync.defs.ingest.assets import staged_key, table_key
+
+
+def category_selection(category: Category) -> dg.AssetSelection:
+    keys = [k for dt in category.data_types for k in (staged_key(dt), table_key(dt))]
+    return dg.AssetSelection.assets(*keys)
+
+
+def category_job_name(category: Category) -> str:
+    return f"sync_{category.name}_job"
+
+
+def interval_job_name(interval: timedelta) -> str:
+    hours = int(interval.total_seconds() // 3600)
+    return "sync_hourly_categories_job" if hours == 1 else f"sync_{hours}h_categories_job"
+
+
+def build_jobs(categories: tuple[Category, ...]) -> list[dg.UnresolvedAssetJobDefinition]:
+    jobs = [
+        dg.define_asset_job(
+            category_job_name(c),
+            selection=category_selection(c),
+            description=f"Load one {c.name} interval: verify, check, merge every data type.",
+            tags={"cxone/category": c.name},
+        )
+        for c in categories
+    ]
+    by_interval: dict[timedelta, list[Category]] = {}
+    for c in categories:
+        by_interval.setdefault(c.interval, []).append(c)
+    for interval, group in by_interval.items():
+        selection = dg.AssetSelection.assets()
+        for c in group:
+            selection = selection | category_selection(c)
+        jobs.append(
+            dg.define_asset_job(
+                interval_job_name(interval),
+                selection=selection,
+                description="Load one interval of every category with this interval length.",
+            )
+        )
+    return jobs

@@ -1,0 +1,129 @@
+"""Resources, and the one environment-to-resources map (CONTRACT §4).
+
+``build_resources`` is the only place that decides what backs the platform: the embedded default
+(local simulator, local S3 store, DuckDB) or production (CXone, AWS, Snowflake). Secrets are
+passed as ``dg.EnvVar`` so Dagster never stores or prints their values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from cxone_sync.cxone.client import CXoneClient, RetryPolicy
+from cxone_sync.settings import (
+    SIM_AWS_KEY,
+    SIM_CLIENT_SECRET,
+    Settings,
+)
+from cxone_sync.warehouse.base import Warehouse
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+
+class CXoneAPIResource(dg.ConfigurableResource):
+    """The CXone Data Download API (or the local simulator), through :class:`CXoneClient`."""
+
+    api_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    access_key_id: str | None = None
+    access_key_secret: str | None = None
+    download_ids: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+
+    @contextmanager
+    def client(self) -> Iterator[CXoneClient]:
+        client = CXoneClient(
+            base_url=self.api_url,
+            token_url=self.token_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            access_key_id=self.access_key_id,
+            access_key_secret=self.access_key_secret,
+            download_ids=self.download_ids,
+            timeout=self.timeout_seconds,
+            retry=RetryPolicy(attempts=self.max_attempts),
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The BI warehouse behind one interface; DuckDB here, Snowflake in production."""
+
+    kind: str = "duckdb"
+    duckdb_path: str = ""
+    memory_limit: str | None = None
+
+    def get(self) -> Warehouse:
+        if self.kind != "duckdb":
+            raise dg.Failure(
+                description=f"CXONE_WAREHOUSE={self.kind!r} is not implemented in this build; "
+                "use duckdb (the Snowflake adapter is tracked separately)."
+            )
+        path = Path(self.duckdb_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return DuckDBWarehouse(
+            path, memory_limit=self.memory_limit, temp_directory=path.parent / "duckdb_tmp"
+        )
+
+
+class IngestResource(dg.ConfigurableResource):
+    """Where exports live and how strictly they are checked."""
+
+    bucket: str
+    staging_dir: str
+    record_count_tolerance: float = 0.05
+    category_tolerances: dict[str, float] = Field(default_factory=dict)
+
+    def tolerance(self, category: str) -> float:
+        return self.category_tolerances.get(category, self.record_count_tolerance)
+
+
+def _secret(name: str, default: str | None) -> Any:
+    """An EnvVar when the variable is set (never resolved into config), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The environment-to-resources map: the only place that picks backends."""
+    s3_kwargs: dict[str, Any] = {"region_name": settings.region}
+    if settings.s3_endpoint_url:
+        s3_kwargs["endpoint_url"] = settings.s3_endpoint_url
+    if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        # the local S3 store accepts any key; AWS's credential chain is used otherwise
+        s3_kwargs["aws_access_key_id"] = SIM_AWS_KEY
+        s3_kwargs["aws_secret_access_key"] = SIM_AWS_KEY
+    return {
+        "cxone": CXoneAPIResource(
+            api_url=settings.cxone_api_url,
+            token_url=settings.token_url,
+            client_id=settings.cxone_client_id,
+            client_secret=_secret("CXONE_CLIENT_SECRET", SIM_CLIENT_SECRET),
+            access_key_id=settings.cxone_access_key_id,
+            access_key_secret=_secret("CXONE_ACCESS_KEY_SECRET", None),
+            download_ids=settings.download_ids(),
+        ),
+        "s3": S3Resource(**s3_kwargs),
+        "warehouse": WarehouseResource(
+            kind=settings.cxone_warehouse,
+            duckdb_path=str(settings.duckdb_path),
+            memory_limit=settings.cxone_duckdb_memory_limit,
+        ),
+        "ingest": IngestResource(
+            bucket=settings.cxone_bucket,
+            staging_dir=str(settings.staging_dir),
+            record_count_tolerance=settings.cxone_record_count_tolerance,
+        ),
+    }

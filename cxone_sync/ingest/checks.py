@@ -1,0 +1,87 @@
+"""Names and plain results of the quality gates, independent of Dagster.
+
+The staging step evaluates these per partition; ``defs`` turns them into blocking
+``AssetCheckResult``s on the staged asset, so a failing gate stops the MERGE of that partition
+only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RECORD_COUNT = "record_count"
+CHECKSUM = "checksum"
+SCHEMA_DRIFT = "schema_drift"
+READABLE = "readable_through_kms"
+CROSS_PARTITION_KEYS = "cross_partition_keys"
+FILE_LOCATION = "file_location"
+
+BLOCKING_CHECKS: tuple[str, ...] = (RECORD_COUNT, CHECKSUM, SCHEMA_DRIFT, READABLE, FILE_LOCATION)
+"""Evaluated on the staged data before the MERGE; a failure blocks the partition."""
+
+CHECK_DESCRIPTIONS: dict[str, str] = {
+    RECORD_COUNT: "Rows in the job's files against the manifest's record_count (tolerance 5%).",
+    CHECKSUM: "SHA-256 of every file as read against S3's checksum, its size and the audit trail.",
+    SCHEMA_DRIFT: "Parquet schema against the schema registry: additive drift evolves the table; "
+    "a missing key or updated_at, null keys or an incompatible type change block.",
+    READABLE: "Every file of the partition can be read and decrypted through the KMS key.",
+    FILE_LOCATION: "Every file of the job lies in the export bucket under the download's prefix.",
+    CROSS_PARTITION_KEYS: "Natural keys that first arrived in another partition (late updates).",
+}
+
+Severity = Literal["ERROR", "WARN"]
+
+
+@dataclass
+class Finding:
+    """One problem (or notable fact) found while verifying a job's files."""
+
+    check: str
+    job_id: str
+    message: str
+    blocking: bool
+    uri: str | None = None
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool
+    severity: Severity
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize(
+    name: str, findings: list[Finding], superseded: set[str], base: dict[str, Any]
+) -> CheckOutcome:
+    """Fold the findings of one check into one per-partition outcome.
+
+    Blocking findings of a job that a later clean job superseded degrade to a warning: the
+    partition loads from the clean re-export.
+    """
+    mine = [f for f in findings if f.check == name]
+    live = [f for f in mine if f.blocking and f.job_id not in superseded]
+    metadata = dict(base)
+    if mine:
+        metadata["findings"] = [
+            {
+                "job_id": f.job_id,
+                "uri": f.uri,
+                "message": f.message,
+                **f.numbers,
+                "superseded": f.job_id in superseded,
+            }
+            for f in mine[:50]
+        ]
+    if live:
+        first = live[0]
+        more = f" (+{len(live) - 1} more)" if len(live) > 1 else ""
+        return CheckOutcome(name, False, "ERROR", first.message + more, metadata)
+    if mine:
+        first = mine[0]
+        note = " (superseded by a later clean export)" if first.job_id in superseded else ""
+        return CheckOutcome(name, True, "WARN", first.message + note, metadata)
+    return CheckOutcome(name, True, "ERROR", "ok", metadata)

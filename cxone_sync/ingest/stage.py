@@ -1,0 +1,583 @@
+"""Stage one partition of one data type: select jobs, verify and fetch files, evaluate the gates.
+
+Pure library code (no Dagster): the staged asset, the benchmark and the tests all call
+:func:`stage_partition`. What it decides is what the MERGE will load:
+
+* only COMPLETED jobs whose interval overlaps the partition, asked of the API (the bucket is
+  never listed to decide what to load);
+* a job with a file outside the export bucket or the download's prefix is refused whole;
+* every file of the data type inside the window is streamed to local disk with its SHA-256 and
+  S3 version id; files already in the audit ledger with the same version and hash are skipped;
+* the gates (record count, checksum, schema drift, readability) are evaluated per job. A failing
+  job blocks the partition unless a later-completed clean job of the same partition supersedes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.cxone.errors import ForeignFileError
+from cxone_sync.cxone.models import Job
+from cxone_sync.cxone.source import ExportSource
+from cxone_sync.cxone.uris import FileRef, validate_job_files
+from cxone_sync.ingest import checks as ck
+from cxone_sync.ingest.checks import CheckOutcome, Finding
+from cxone_sync.storage.ranged import S3RangedFile
+from cxone_sync.storage.staging import (
+    FetchedFile,
+    ShortReadError,
+    StagingError,
+    UnreadableFileError,
+    fetch_s3_file,
+)
+from cxone_sync.warehouse.base import StagedFile, Warehouse
+from cxone_sync.warehouse.schema import SchemaDiff, diff_schema
+
+MANIFEST = "manifest.json"
+
+
+class NoCompletedExportError(Exception):
+    """The partition has no COMPLETED export job: nothing can be loaded yet."""
+
+
+@dataclass(frozen=True)
+class Window:
+    data_type: DataType
+    partition_key: str
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class StagedPartition:
+    """What the staging step hands to the MERGE step (saved as JSON beside the files)."""
+
+    table: str
+    partition_key: str
+    window_start: datetime
+    window_end: datetime
+    blocked: bool
+    files: list[StagedFile]
+    jobs: list[str]
+    superseded_jobs: list[str]
+    skipped_files: list[str]
+    outcomes: list[CheckOutcome]
+    stats: dict[str, Any] = field(default_factory=dict)
+    schema_hash: str | None = None
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "table": self.table,
+            "partition_key": self.partition_key,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "blocked": self.blocked,
+            "files": [
+                {**asdict(f), "path": str(f.path), "job_end_time": f.job_end_time.isoformat()}
+                for f in self.files
+            ],
+            "jobs": self.jobs,
+            "superseded_jobs": self.superseded_jobs,
+            "skipped_files": self.skipped_files,
+            "stats": self.stats,
+        }
+        target = directory / MANIFEST
+        target.write_text(json.dumps(doc, indent=1, default=str))
+        return target
+
+    @staticmethod
+    def load_files(directory: Path) -> tuple[dict[str, Any], list[StagedFile]]:
+        path = directory / MANIFEST
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no staged data at {directory}: materialize the staged asset of this partition "
+                "in the same run as its table (select both, or use the sync job)."
+            )
+        doc = json.loads(path.read_text())
+        files = [
+            StagedFile(
+                path=Path(f["path"]),
+                uri=f["uri"],
+                version_id=f["version_id"],
+                sha256=f["sha256"],
+                rows=int(f["rows"]),
+                size_bytes=int(f["size_bytes"]),
+                job_id=f["job_id"],
+                job_end_time=datetime.fromisoformat(f["job_end_time"]),
+            )
+            for f in doc["files"]
+        ]
+        return doc, files
+
+
+@dataclass
+class _JobState:
+    job: Job
+    files: list[StagedFile] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(f.blocking for f in self.findings)
+
+
+def select_jobs(source: ExportSource, window: Window) -> list[Job]:
+    """COMPLETED jobs whose interval overlaps the window, oldest completion first."""
+    jobs = [
+        job
+        for job in source.iter_jobs(
+            window.data_type.category, statuses=("COMPLETED",), updated_since=window.start
+        )
+        if job.status == "COMPLETED"
+        and job.interval_start < window.end
+        and job.interval_end > window.start
+    ]
+    return sorted(jobs, key=_completion_order)
+
+
+def _completion_order(job: Job) -> tuple[datetime, str]:
+    return (job.end_time or job.updated_at, job.id)
+
+
+def deviation(expected: int, actual: int) -> float:
+    if expected == 0:
+        return 0.0 if actual == 0 else 1.0
+    return abs(actual - expected) / expected
+
+
+class PartitionStager:
+    """Verifies and fetches the files of one partition (one instance per partition)."""
+
+    def __init__(
+        self,
+        *,
+        source: ExportSource,
+        s3_client: Any,
+        warehouse: Warehouse,
+        bucket: str,
+        prefixes: Sequence[str],
+        staging_dir: Path,
+        tolerance: float = 0.05,
+    ) -> None:
+        self.source = source
+        self.s3 = s3_client
+        self.warehouse = warehouse
+        self.bucket = bucket
+        self.prefixes = tuple(prefixes)
+        self.staging_dir = staging_dir
+        self.tolerance = tolerance
+
+    # -- public -------------------------------------------------------------------------------
+    def stage(self, window: Window) -> StagedPartition:
+        started = time.perf_counter()
+        if self.staging_dir.exists():
+            shutil.rmtree(self.staging_dir)
+        self.staging_dir.mkdir(parents=True)
+        jobs = select_jobs(self.source, window)
+        if not jobs:
+            raise NoCompletedExportError(self._why_nothing(window))
+        existing = self.warehouse.table_columns(window.data_type)
+        states = [self._stage_job(job, window, existing) for job in jobs]
+        superseded = _superseded(states)
+        blocked = any(s.failed and s.job.id not in superseded for s in states)
+        findings = [f for s in states for f in s.findings]
+        loadable = [s for s in states if not s.failed]
+        files = [] if blocked else [f for s in loadable for f in s.files]
+        stats = {
+            "jobs": len(jobs),
+            "files": sum(len(s.files) + len(s.skipped) for s in states),
+            "files_staged": len(files),
+            "files_skipped": sum(len(s.skipped) for s in states),
+            "bytes": sum(f.size_bytes for s in states for f in s.files),
+            "rows_in_files": sum(f.rows for s in states for f in s.files),
+            "stage_seconds": round(time.perf_counter() - started, 3),
+        }
+        outcomes = self._outcomes(window, states, findings, superseded, stats)
+        if blocked:
+            for s in states:
+                for f in s.files:
+                    f.path.unlink(missing_ok=True)
+        staged = StagedPartition(
+            table=window.data_type.table,
+            partition_key=window.partition_key,
+            window_start=window.start,
+            window_end=window.end,
+            blocked=blocked,
+            files=files,
+            jobs=[s.job.id for s in states],
+            superseded_jobs=sorted(superseded),
+            skipped_files=[u for s in states for u in s.skipped],
+            outcomes=outcomes,
+            stats=stats,
+        )
+        staged.save(self.staging_dir)
+        return staged
+
+    def _why_nothing(self, window: Window) -> str:
+        others = [
+            j
+            for j in self.source.iter_jobs(window.data_type.category, updated_since=window.start)
+            if j.interval_start < window.end and j.interval_end > window.start
+        ]
+        where = f"{window.data_type.table} partition {window.partition_key}"
+        if not others:
+            return (
+                f"{where}: CXone has no export job for this interval yet; it is not due, or the "
+                "scheduled export never ran. Gap detection requests a manual export; to do it "
+                "now, POST a manual export for the interval."
+            )
+        states = ", ".join(
+            f"{j.id} {j.status}" + (f" ({j.error_details})" if j.error_details else "")
+            for j in others
+        )
+        return (
+            f"{where}: no COMPLETED export job for this interval ({states}). CXone never retries "
+            "a failed export: request a manual export of the interval (overwrite false, "
+            "destination_prefix {prefix}backfill/); the failed-job sensor does this automatically."
+        )
+
+    # -- per job ------------------------------------------------------------------------------
+    def _stage_job(self, job: Job, window: Window, existing: dict[str, str] | None) -> _JobState:
+        state = _JobState(job)
+        try:
+            refs = validate_job_files(job, self.bucket, self.prefixes)
+        except ForeignFileError as exc:
+            state.findings.append(Finding(ck.FILE_LOCATION, job.id, str(exc), blocking=True))
+            return state
+        mine = [
+            r
+            for r in refs
+            if r.data_type == window.data_type.name
+            and window.start <= r.partition_hour < window.end
+        ]
+        expected = {f.uri: f.record_count for f in job.files} if job.files is not None else None
+        for ref in mine:
+            self._stage_file(state, ref, window, existing, expected)
+        if expected is None:
+            self._check_job_total(state, refs)
+        return state
+
+    def _stage_file(
+        self,
+        state: _JobState,
+        ref: FileRef,
+        window: Window,
+        existing: dict[str, str] | None,
+        expected: dict[str, int] | None,
+    ) -> None:
+        job = state.job
+        uri = ref.uri
+        fetched = self._fetch(state, ref)
+        if fetched is None:
+            return
+        if fetched.path is None:  # same version and bytes already loaded: skip
+            state.skipped.append(uri)
+            return
+        try:
+            parquet = pq.ParquetFile(fetched.path)
+            rows = parquet.metadata.num_rows
+            schema = parquet.schema_arrow
+        except (pa.ArrowInvalid, OSError) as exc:
+            state.findings.append(
+                Finding(
+                    ck.READABLE,
+                    job.id,
+                    f"{uri} of job {job.id} is not a readable Parquet file ({exc}); it may be a "
+                    "partial write. Request a re-export of the interval.",
+                    blocking=True,
+                    uri=uri,
+                )
+            )
+            return
+        if expected is not None:
+            self._check_count(state, uri, expected.get(uri), rows)
+        self._check_schema(state, uri, parquet, schema, window, existing)
+        end_time = job.end_time or job.updated_at
+        state.files.append(
+            StagedFile(
+                path=fetched.path,
+                uri=uri,
+                version_id=fetched.version_id,
+                sha256=fetched.sha256,
+                rows=rows,
+                size_bytes=fetched.size_bytes,
+                job_id=job.id,
+                job_end_time=end_time,
+            )
+        )
+
+    def _fetch(self, state: _JobState, ref: FileRef) -> FetchedFile | None:
+        job = state.job
+        uri = ref.uri
+        known = self.warehouse.loaded_files([uri]).get(uri, [])
+        dest = self.staging_dir / f"{job.id}-{len(state.files) + len(state.skipped):05d}.parquet"
+        try:
+            if known:
+                hashed = fetch_s3_file(self.s3, ref.location.bucket, ref.location.key, None)
+                previous = {v: s for v, s in known}
+                if hashed.version_id in previous:
+                    if previous[hashed.version_id] == hashed.sha256:
+                        return hashed
+                    state.findings.append(
+                        Finding(
+                            ck.CHECKSUM,
+                            job.id,
+                            f"{uri} version {hashed.version_id} now hashes to {hashed.sha256[:12]}"
+                            f"... but was loaded as {previous[hashed.version_id][:12]}...: bytes "
+                            "changed under one S3 version. Request a re-export of the interval "
+                            "(manual export, overwrite false, backfill prefix).",
+                            blocking=True,
+                            uri=uri,
+                        )
+                    )
+                    return None
+            fetched = fetch_s3_file(self.s3, ref.location.bucket, ref.location.key, dest)
+        except UnreadableFileError as exc:
+            state.findings.append(Finding(ck.READABLE, job.id, str(exc), blocking=True, uri=uri))
+            return None
+        except ShortReadError as exc:
+            state.findings.append(Finding(ck.CHECKSUM, job.id, str(exc), blocking=True, uri=uri))
+            return None
+        except StagingError as exc:
+            state.findings.append(Finding(ck.READABLE, job.id, str(exc), blocking=True, uri=uri))
+            return None
+        if fetched.checksum_matches is False:
+            state.findings.append(
+                Finding(
+                    ck.CHECKSUM,
+                    job.id,
+                    f"{uri}: SHA-256 of the bytes read ({fetched.sha256[:12]}...) differs from "
+                    f"the checksum S3 stores ({(fetched.s3_checksum_sha256 or '')[:12]}...). "
+                    "Request a re-export of the interval (manual export, overwrite false).",
+                    blocking=True,
+                    uri=uri,
+                )
+            )
+            return None
+        if known and fetched.version_id not in {v for v, _ in known}:
+            state.findings.append(
+                Finding(
+                    ck.CHECKSUM,
+                    job.id,
+                    f"{uri} has a new S3 version {fetched.version_id} since it was loaded; "
+                    "loading the new version (newest version of each key still wins).",
+                    blocking=False,
+                    uri=uri,
+                )
+            )
+        return fetched
+
+    # -- gates --------------------------------------------------------------------------------
+    def _check_count(self, state: _JobState, uri: str, expected: int | None, actual: int) -> None:
+        job = state.job
+        if expected is None:
+            state.findings.append(
+                Finding(
+                    ck.RECORD_COUNT,
+                    job.id,
+                    f"{uri} is not listed in job {job.id}'s files[]: no count to compare",
+                    blocking=False,
+                    uri=uri,
+                )
+            )
+            return
+        dev = deviation(expected, actual)
+        if dev == 0:
+            return
+        blocking = dev > self.tolerance
+        verdict = "exceeds" if blocking else "is within"
+        state.findings.append(
+            Finding(
+                ck.RECORD_COUNT,
+                job.id,
+                f"{uri}: {actual} rows in the file, manifest of job {job.id} says {expected} "
+                f"(deviation {dev:.2%} {verdict} the {self.tolerance:.0%} tolerance)"
+                + (". Request a re-export of the interval." if blocking else ""),
+                blocking=blocking,
+                uri=uri,
+                numbers={"expected": expected, "actual": actual, "deviation": round(dev, 6)},
+            )
+        )
+
+    def _check_job_total(self, state: _JobState, refs: list[FileRef]) -> None:
+        """Without per-file counts: all the job's files against its total record_count."""
+        job = state.job
+        actual = 0
+        for ref in refs:
+            try:
+                with S3RangedFile(self.s3, ref.location.bucket, ref.location.key) as handle:
+                    actual += pq.read_metadata(handle).num_rows
+            except Exception as exc:  # any unreadable footer is a readability failure
+                state.findings.append(
+                    Finding(
+                        ck.READABLE,
+                        job.id,
+                        f"cannot read the Parquet footer of {ref.uri} ({type(exc).__name__}) to "
+                        f"count job {job.id}'s rows",
+                        blocking=True,
+                        uri=ref.uri,
+                    )
+                )
+                return
+        dev = deviation(job.record_count, actual)
+        if dev == 0:
+            return
+        blocking = dev > self.tolerance
+        state.findings.append(
+            Finding(
+                ck.RECORD_COUNT,
+                job.id,
+                f"job {job.id} (no per-file counts): {actual} rows across its {len(refs)} files, "
+                f"manifest says {job.record_count} (deviation {dev:.2%}, tolerance "
+                f"{self.tolerance:.0%})" + (". Request a re-export." if blocking else ""),
+                blocking=blocking,
+                numbers={
+                    "expected": job.record_count,
+                    "actual": actual,
+                    "deviation": round(dev, 6),
+                },
+            )
+        )
+
+    def _check_schema(
+        self,
+        state: _JobState,
+        uri: str,
+        parquet: pq.ParquetFile,
+        schema: pa.Schema,
+        window: Window,
+        existing: dict[str, str] | None,
+    ) -> None:
+        job = state.job
+        dt = window.data_type
+        diff = diff_schema(existing, schema, dt)
+        for message in _breaking(diff):
+            state.findings.append(
+                Finding(
+                    ck.SCHEMA_DRIFT,
+                    job.id,
+                    f"{uri}: {message}. The partition is not loaded; ask CXone support about the "
+                    "export schema, or re-export the interval.",
+                    blocking=True,
+                    uri=uri,
+                    numbers={"diff": _diff_doc(diff)},
+                )
+            )
+        evolving = _additive(diff) if existing is not None else ""
+        if evolving:
+            state.findings.append(
+                Finding(
+                    ck.SCHEMA_DRIFT,
+                    job.id,
+                    f"{uri}: schema evolves the table: {evolving}",
+                    blocking=False,
+                    uri=uri,
+                    numbers={"diff": _diff_doc(diff)},
+                )
+            )
+        required = [c for c in (*dt.key, UPDATED_AT) if c in schema.names]
+        if not required:
+            return
+        nulls = {c: 0 for c in required}
+        for batch in parquet.iter_batches(columns=required, batch_size=262_144):
+            for name in required:
+                nulls[name] += batch.column(name).null_count
+        bad = {c: n for c, n in nulls.items() if n}
+        if bad:
+            listed = ", ".join(f"{c} ({n} rows)" for c, n in bad.items())
+            state.findings.append(
+                Finding(
+                    ck.SCHEMA_DRIFT,
+                    job.id,
+                    f"{uri}: null values in {listed}: a key or updated_at must never be null. "
+                    "The partition is not loaded; request a re-export of the interval.",
+                    blocking=True,
+                    uri=uri,
+                    numbers={"null_counts": bad},
+                )
+            )
+
+    def _outcomes(
+        self,
+        window: Window,
+        states: list[_JobState],
+        findings: list[Finding],
+        superseded: set[str],
+        stats: dict[str, Any],
+    ) -> list[CheckOutcome]:
+        base = {
+            "partition": window.partition_key,
+            "jobs": [s.job.id for s in states],
+        }
+        outcomes = [ck.summarize(name, findings, superseded, base) for name in ck.BLOCKING_CHECKS]
+        counts = _count_totals(states, findings)
+        for outcome in outcomes:
+            if outcome.name == ck.RECORD_COUNT:
+                outcome.metadata.update(counts)
+            if outcome.name == ck.CHECKSUM:
+                outcome.metadata["sha256"] = {f.uri: f.sha256 for s in states for f in s.files}
+        return outcomes
+
+
+def _count_totals(states: list[_JobState], findings: list[Finding]) -> dict[str, Any]:
+    expected = 0
+    actual = 0
+    for s in states:
+        per_file = {f.uri: f.record_count for f in s.job.files or []}
+        for f in s.files:
+            actual += f.rows
+            expected += per_file.get(f.uri, f.rows)
+    worst = max(
+        (float(f.numbers.get("deviation", 0.0)) for f in findings if f.check == ck.RECORD_COUNT),
+        default=deviation(expected, actual),
+    )
+    return {"expected": expected, "actual": actual, "deviation": round(worst, 6)}
+
+
+def _breaking(diff: SchemaDiff) -> list[str]:
+    out = [f"key column {c!r} is missing" for c in diff.missing_keys]
+    out += [
+        f"column {c!r} changed type incompatibly from {old} to {new}"
+        for c, (old, new) in diff.incompatible.items()
+    ]
+    out += [f"column {c!r} uses the platform's reserved prefix" for c in diff.reserved]
+    return out
+
+
+def _additive(diff: SchemaDiff) -> str:
+    parts = [f"ADD COLUMN {c} {t}" for c, t in diff.added.items()]
+    parts += [f"ALTER COLUMN {c} TYPE {new} (was {old})" for c, (old, new) in diff.widened.items()]
+    parts += [f"column {c} vanished (loads as NULL)" for c in diff.vanished]
+    return "; ".join(parts)
+
+
+def _diff_doc(diff: SchemaDiff) -> dict[str, Any]:
+    return {
+        "added": diff.added,
+        "widened": {c: list(v) for c, v in diff.widened.items()},
+        "vanished": diff.vanished,
+        "incompatible": {c: list(v) for c, v in diff.incompatible.items()},
+        "missing_keys": diff.missing_keys,
+    }
+
+
+def _superseded(states: list[_JobState]) -> set[str]:
+    """Failing jobs followed (in completion order) by a clean job of the same partition."""
+    out: set[str] = set()
+    for i, state in enumerate(states):
+        if state.failed and any(not later.failed for later in states[i + 1 :]):
+            out.add(state.job.id)
+    return out
