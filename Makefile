@@ -1,0 +1,62 @@
+# cxone_sync: the README names these targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: install demo test lint format typecheck validate pytest soak bench dev local-stack clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## demo: start the local stack, sync one simulated day of every category, print the results
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m cxone_sync.demo
+
+## test: lint, type-check, validate the Dagster definitions, run the tests
+test: install lint typecheck validate pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install
+	$(BIN)/mypy cxone_sync
+
+validate: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+pytest: install
+	$(BIN)/pytest -q
+
+## soak: the long-running tests excluded from the default run
+soak: install
+	$(BIN)/pytest -q -m soak
+
+bench: install
+	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_merge.py
+
+## local-stack: the simulator and the local S3 store on loopback (Ctrl-C stops them)
+local-stack: install
+	$(BIN)/cxone-sync local-stack
+
+## dev: the Dagster UI against the local stack (start `make local-stack` in another terminal)
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean:
+	rm -rf data

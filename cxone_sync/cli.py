@@ -1,0 +1,229 @@
+"""``cxone-sync``: a thin command line over Dagster for headless use (CONTRACT §6).
+
+Every run it starts is an ordinary Dagster run of a job in the code location, recorded in the
+configured instance (``DAGSTER_HOME``), so the UI shows it like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cxone_sync.catalog import CATEGORIES, Category, category
+from cxone_sync.settings import PROJECT_ROOT, get_settings
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO date or time (e.g. 2024-03-15 or 2024-03-15T14:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def ensure_dagster_home() -> Path:
+    """Use DAGSTER_HOME when set, else a home under the data folder with the project's yaml."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    home = get_settings().cxone_data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    source = PROJECT_ROOT / "dagster.yaml"
+    if source.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(source, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def partition_starts(cat: Category, start: datetime, end: datetime) -> list[datetime]:
+    """Starts of every interval of the category inside [start, end)."""
+    step = cat.interval
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first = epoch + ((start - epoch) // step) * step
+    if first < start:
+        first += step
+    out = []
+    t = first
+    while t + step <= end:
+        out.append(t)
+        t += step
+    return out
+
+
+@dataclass
+class TableSummary:
+    partitions_ok: int = 0
+    partitions_failed: int = 0
+    files: int = 0
+    rows_in: int = 0
+    inserted: int = 0
+    updated: int = 0
+    stale: int = 0
+    checks_failed: int = 0
+    checks_warned: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _meta(event: Any) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
+
+
+def _collect(result: Any, partition: str, tables: dict[str, TableSummary]) -> None:
+    from dagster import DagsterEventType
+
+    merged: set[str] = set()
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            prefix, table = mat.asset_key.path[0], mat.asset_key.path[-1]
+            meta = _meta(mat)
+            summary = tables.setdefault(table, TableSummary())
+            if prefix == "cxone_staged":
+                summary.files += int(meta.get("files", 0))
+                summary.rows_in += int(meta.get("rows_in_files", 0))
+            elif prefix == "cxone":
+                merged.add(table)
+                summary.partitions_ok += 1
+                summary.inserted += int(meta.get("rows_inserted", 0))
+                summary.updated += int(meta.get("rows_updated", 0))
+                summary.stale += int(meta.get("stale_rows_ignored", 0))
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            table = evaluation.asset_key.path[-1]
+            summary = tables.setdefault(table, TableSummary())
+            if not evaluation.passed:
+                summary.checks_failed += 1
+                summary.problems.append(
+                    f"{partition} {evaluation.check_name}: {evaluation.description}"
+                )
+            elif evaluation.severity.value == "WARN" and evaluation.description != "ok":
+                summary.checks_warned += 1
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            key = event.step_key or ""
+            table = key.split("__", 1)[-1] if "__" in key else key
+            table = table.removeprefix("cxone_staged__").removeprefix("cxone__")
+            summary = tables.setdefault(table, TableSummary())
+            error = event.event_specific_data.error
+            message = (error.message if error else "step failed").strip().splitlines()[0]
+            summary.problems.append(f"{partition}: {message}")
+    for table, summary in tables.items():
+        if table not in merged and any(p.startswith(partition) for p in summary.problems):
+            summary.partitions_failed += 1
+
+
+def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
+    """Materialize every partition in [start, end) of the categories; 0 when all loaded."""
+    ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from cxone_sync.defs.ingest.assets import staged_key, table_key
+    from cxone_sync.defs.ingest.jobs import interval_job_name
+    from cxone_sync.definitions import defs as build_defs
+
+    selected = [category(c) for c in categories] if categories else list(CATEGORIES)
+    definitions = build_defs()
+    tables: dict[str, TableSummary] = {}
+    by_interval: dict[timedelta, list[Category]] = {}
+    for cat in selected:
+        by_interval.setdefault(cat.interval, []).append(cat)
+    runs = failed_runs = 0
+    with DagsterInstance.get() as instance:
+        for interval, group in sorted(by_interval.items()):
+            job = definitions.resolve_job_def(interval_job_name(interval))
+            selection = [
+                k for c in group for dt in c.data_types for k in (staged_key(dt), table_key(dt))
+            ]
+            for t in partition_starts(group[0], start, end):
+                key = t.strftime("%Y-%m-%d-%H:%M")
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=key,
+                    asset_selection=selection,
+                    raise_on_error=False,
+                    tags={"cxone/trigger": "cli-sync"},
+                )
+                runs += 1
+                failed_runs += 0 if result.success else 1
+                _collect(result, key, tables)
+    _print_summary(tables, runs, failed_runs)
+    return 1 if failed_runs else 0
+
+
+def _print_summary(tables: dict[str, TableSummary], runs: int, failed_runs: int) -> None:
+    header = (
+        f"{'table':34} {'parts ok':>8} {'failed':>6} {'files':>6} {'rows in':>9} "
+        f"{'inserted':>9} {'updated':>8} {'stale':>7} {'checks':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for table in sorted(tables):
+        s = tables[table]
+        checks = f"{s.checks_failed} fail/{s.checks_warned} warn"
+        print(
+            f"{table:34} {s.partitions_ok:>8} {s.partitions_failed:>6} {s.files:>6} "
+            f"{s.rows_in:>9} {s.inserted:>9} {s.updated:>8} {s.stale:>7} {checks:>12}"
+        )
+    print(f"\n{runs} Dagster runs, {failed_runs} failed.")
+    problems = [(t, p) for t, s in sorted(tables.items()) for p in s.problems]
+    if problems:
+        print("\nProblems:")
+        for table, problem in problems[:40]:
+            print(f"  {table}: {problem}")
+        if len(problems) > 40:
+            print(f"  ... and {len(problems) - 40} more (see the Dagster UI)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxone-sync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sync = sub.add_parser("sync", help="materialize every partition in [start, end)")
+    p_sync.add_argument("--start", required=True, type=_parse_time)
+    p_sync.add_argument("--end", required=True, type=_parse_time)
+    p_sync.add_argument(
+        "--category",
+        action="append",
+        default=[],
+        choices=[c.name for c in CATEGORIES],
+        help="repeatable; default: every category",
+    )
+    sub.add_parser(
+        "local-stack", help="start the simulator and a local S3 store", add_help=False
+    )
+    sub.add_parser("sim", help="control a running simulator (advance its clock)", add_help=False)
+    sub.add_parser("doctor", help="preflight the API, the bucket and the warehouse")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "local-stack":
+        from cxone_sync.simulator.stack import main as stack_main
+
+        return stack_main(args_list[1:])
+    if args_list and args_list[0] == "sim":
+        from cxone_sync.simulator.__main__ import main as sim_main
+
+        return sim_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    if args.command == "sync":
+        if args.end <= args.start:
+            print("cxone-sync sync: --end must be after --start", file=sys.stderr)
+            return 2
+        return sync(args.start, args.end, args.category)
+    if args.command == "doctor":
+        from cxone_sync.preflight import doctor
+
+        return doctor()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

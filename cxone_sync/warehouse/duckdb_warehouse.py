@@ -1,0 +1,476 @@
+"""DuckDB warehouse: one file, BI tables in schema ``cxone``, control tables in ``cxone_sync``.
+
+Every operation opens its own connection and closes it before returning: DuckDB allows one
+writing process per file, and Dagster runs come and go. A partition merges in one transaction,
+reading the staged Parquet files directly (never through Python), so memory stays bounded by
+``memory_limit`` and DuckDB spills to ``temp_directory`` beyond it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files as package_files
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.warehouse.base import (
+    DataError,
+    JobEvent,
+    MergeResult,
+    PartitionLoad,
+    SchemaError,
+    SchemaVersion,
+    StagedFile,
+    Watermark,
+)
+from cxone_sync.warehouse.schema import (
+    SchemaDiff,
+    columns_hash,
+    columns_json,
+    diff_columns,
+    lossless,
+    normalize_type,
+)
+
+BI_SCHEMA = "cxone"
+
+
+def quote(identifier: str) -> str:
+    """The one identifier quoter: every table and column name in rendered SQL goes through it."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@cache
+def _sql_text(name: str) -> str:
+    return package_files("cxone_sync.warehouse").joinpath("sql", f"{name}.sql").read_text()
+
+
+def render(name: str, **fragments: str) -> str:
+    """SQL from ``sql/{name}.sql``; fragments are identifiers already passed through quote()."""
+    return _sql_text(name).format(**fragments) if fragments else _sql_text(name)
+
+
+def _target(data_type: DataType) -> str:
+    return f"{quote(BI_SCHEMA)}.{quote(data_type.table)}"
+
+
+def _key_match(data_type: DataType) -> str:
+    return " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in data_type.key)
+
+
+class _Clock:
+    """Wall time per merge step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
+        self._last = now
+
+
+@dataclass
+class _Plan:
+    """What a merge will do, decided before the BI table is touched."""
+
+    new_files: list[StagedFile]
+    skipped: int
+    table_exists: bool
+    columns: dict[str, str] = field(default_factory=dict)
+    """Incoming columns -> type, unified over the new files."""
+    added: dict[str, str] = field(default_factory=dict)
+    """Columns new to the table -> type (every column when the table does not exist)."""
+    widened: dict[str, str] = field(default_factory=dict)
+    """Existing columns -> their new, wider type."""
+    untyped: list[str] = field(default_factory=list)
+
+
+class DuckDBWarehouse:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str | None = None,
+        temp_directory: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._config: dict[str, Any] = {"preserve_insertion_order": False}
+        if memory_limit:
+            self._config["memory_limit"] = memory_limit
+        if temp_directory:
+            self._config["temp_directory"] = str(temp_directory)
+        if threads:
+            self._config["threads"] = threads
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(self.path), config=self._config)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute(render("control_tables"))
+            yield con
+        finally:
+            con.close()
+
+    def ensure_control_tables(self) -> None:
+        with self._connect():
+            pass
+
+    # -- merge ---------------------------------------------------------------------------
+
+    def merge_partition(
+        self,
+        data_type: DataType,
+        partition_key: str,
+        window_start: datetime,
+        window_end: datetime,
+        files: Sequence[StagedFile],
+    ) -> MergeResult:
+        """Merge one partition's files newest-wins, all or nothing, in one transaction."""
+        clock = _Clock()
+        loaded_at = datetime.now(UTC)
+        load = _Load(data_type, partition_key, window_start, window_end, loaded_at)
+        with self._connect() as con:
+            con.begin()
+            try:
+                plan = _plan(con, data_type, files)
+                result = _merge(con, clock, load, plan)
+                _record_load(con, load, plan, result)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        clock.lap("commit")
+        result.seconds = clock.seconds
+        return result
+
+    # -- ledger and metadata -----------------------------------------------------------------
+
+    def loaded_files(self, uris: Sequence[str]) -> dict[str, list[tuple[str | None, str]]]:
+        with self._connect() as con:
+            return _loaded_files(con, uris)
+
+    def record_job_events(self, events: Sequence[JobEvent]) -> int:
+        if not events:
+            return 0
+        with self._connect() as con:
+            con.begin()
+            con.execute(render("job_events_stage"))
+            con.executemany(
+                render("job_event_stage_insert"),
+                [
+                    [
+                        e.job_id,
+                        e.category,
+                        e.download_id,
+                        e.status,
+                        e.trigger,
+                        e.interval_start,
+                        e.interval_end,
+                        e.updated_at,
+                        e.error_details,
+                    ]
+                    for e in events
+                ],
+            )
+            added = _one(con, render("job_events_insert"), {"seen_at": datetime.now(UTC)})
+            con.commit()
+            return added
+
+    def partition_loads(self, data_type: DataType) -> list[PartitionLoad]:
+        with self._connect() as con:
+            rows = con.execute(render("partition_loads_select"), _ids(data_type)).fetchall()
+        return [PartitionLoad(*row) for row in rows]
+
+    def watermark(self, data_type: DataType) -> Watermark | None:
+        with self._connect() as con:
+            row = con.execute(render("watermark_select"), _ids(data_type)).fetchone()
+        return Watermark(*row) if row else None
+
+    def table_columns(self, data_type: DataType) -> dict[str, str] | None:
+        with self._connect() as con:
+            return _table_columns(con, data_type)
+
+    def read_table(self, data_type: DataType) -> pa.Table:
+        order_key = ", ".join(quote(k) for k in data_type.key)
+        with self._connect() as con:
+            query = render("read_table", target=_target(data_type), order_key=order_key)
+            return con.sql(query).to_arrow_table()
+
+    def record_schema_version(
+        self, data_type: DataType, schema_hash: str, columns: dict[str, str], partition_key: str
+    ) -> bool:
+        with self._connect() as con:
+            return _record_schema_version(
+                con, data_type, schema_hash, columns, partition_key, datetime.now(UTC)
+            )
+
+    def schema_versions(self, data_type: DataType) -> list[SchemaVersion]:
+        with self._connect() as con:
+            rows = con.execute(render("schema_versions_select"), _ids(data_type)).fetchall()
+        return [SchemaVersion(h, json.loads(cols), first, seen) for h, cols, first, seen in rows]
+
+
+@dataclass(frozen=True)
+class _Load:
+    data_type: DataType
+    partition_key: str
+    window_start: datetime
+    window_end: datetime
+    loaded_at: datetime
+
+
+def _ids(data_type: DataType) -> dict[str, str]:
+    return {"category": data_type.category, "data_type": data_type.name}
+
+
+def _one(
+    con: duckdb.DuckDBPyConnection, query: str, params: Mapping[str, Any] | None = None
+) -> int:
+    row = con.execute(query, params).fetchone() if params else con.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _loaded_files(
+    con: duckdb.DuckDBPyConnection, uris: Sequence[str]
+) -> dict[str, list[tuple[str | None, str]]]:
+    found: dict[str, list[tuple[str | None, str]]] = {}
+    for uri, version_id, sha256 in con.execute(
+        render("loaded_files"), {"uris": list(uris)}
+    ).fetchall():
+        found.setdefault(uri, []).append((version_id, sha256))
+    return found
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, data_type: DataType) -> dict[str, str] | None:
+    rows = con.execute(render("table_columns"), {"table": data_type.table}).fetchall()
+    return {name: sql_type for name, sql_type in rows} or None
+
+
+def _parquet_columns(con: duckdb.DuckDBPyConnection, staged: StagedFile) -> dict[str, str]:
+    """The file's columns as DuckDB reads them (metadata only)."""
+    try:
+        relation = con.read_parquet(str(staged.path))
+    except duckdb.Error as exc:
+        raise DataError(f"{staged.uri}: cannot read Parquet file {staged.path}: {exc}") from exc
+    return {
+        name: str(sql_type) for name, sql_type in zip(relation.columns, relation.types, strict=True)
+    }
+
+
+def _raise_breaking(data_type: DataType, uri: str, diff: SchemaDiff) -> None:
+    """The first breaking change of a file's schema, as a SchemaError naming the file."""
+    table = data_type.table
+    if diff.missing_keys:
+        reason = "is a key column missing from the file"
+        raise SchemaError(table, diff.missing_keys[0], None, None, uri, reason)
+    if diff.reserved:
+        reason = "uses the platform's reserved _cxone_ prefix"
+        raise SchemaError(table, diff.reserved[0], None, None, uri, reason)
+    if diff.incompatible:
+        column, (old, new) = next(iter(diff.incompatible.items()))
+        raise SchemaError(table, column, old, new, uri, "changed type incompatibly")
+
+
+def _plan(
+    con: duckdb.DuckDBPyConnection, data_type: DataType, files: Sequence[StagedFile]
+) -> _Plan:
+    """Skip files already loaded, then check every new file's schema against the table."""
+    new_files = _new_files(con, files)
+    existing = _table_columns(con, data_type)
+    plan = _Plan(new_files, len(files) - len(new_files), existing is not None)
+    running = dict(existing or {})
+    untyped: list[str] = []
+    for staged in new_files:
+        incoming = _parquet_columns(con, staged)
+        diff = diff_columns(running, incoming, data_type)
+        _raise_breaking(data_type, staged.uri, diff)
+        running = diff.apply(running)
+        untyped += diff.untyped
+        plan.columns = _unify(plan.columns, incoming)
+    original = existing or {}
+    plan.added = {n: t for n, t in running.items() if n not in original}
+    plan.widened = {n: t for n, t in running.items() if n in original and t != original[n]}
+    plan.untyped = sorted({c for c in untyped if c not in running})
+    return plan
+
+
+def _unify(columns: dict[str, str], incoming: Mapping[str, str]) -> dict[str, str]:
+    """The partition's schema: every column seen, at the widest type seen."""
+    unified = dict(columns)
+    for name, sql_type in incoming.items():
+        if name not in unified or lossless(unified[name], sql_type):
+            unified[name] = normalize_type(sql_type)
+    return unified
+
+
+def _new_files(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> list[StagedFile]:
+    """Files whose (uri, version id, sha256) is not in the audit ledger, each once."""
+    seen = {
+        (uri, version_id, sha256)
+        for uri, versions in _loaded_files(con, [f.uri for f in files]).items()
+        for version_id, sha256 in versions
+    }
+    new: list[StagedFile] = []
+    for staged in files:
+        identity = (staged.uri, staged.version_id, staged.sha256)
+        if identity not in seen:
+            seen.add(identity)
+            new.append(staged)
+    return new
+
+
+def _merge(con: duckdb.DuckDBPyConnection, clock: _Clock, load: _Load, plan: _Plan) -> MergeResult:
+    data_type = load.data_type
+    result = MergeResult(
+        files_loaded=len(plan.new_files),
+        files_skipped=plan.skipped,
+        columns_added=list(plan.added) if plan.table_exists else [],
+        columns_widened=list(plan.widened),
+        schema_hash=columns_hash(plan.columns, data_type) if plan.columns else "",
+    )
+    clock.lap("stage")
+    if not plan.new_files:
+        return result
+    result.rows_read = _one(con, render("rows_in_files"), {"paths": _paths(plan)})
+    staged = _stage(con, data_type, plan)
+    result.duplicates_dropped = result.rows_read - staged
+    clock.lap("dedup")
+    _evolve(con, data_type, plan)
+    target, key_match = _target(data_type), _key_match(data_type)
+    updated = _one(con, render("delete_superseded", target=target, key_match=key_match))
+    inserted = _one(
+        con,
+        render("insert_absent", target=target, key_match=key_match),
+        {"partition_key": load.partition_key, "loaded_at": load.loaded_at},
+    )
+    result.rows_updated = updated
+    result.rows_inserted = inserted - updated
+    result.rows_stale = staged - inserted
+    clock.lap("merge")
+    return result
+
+
+def _paths(plan: _Plan) -> list[str]:
+    return [str(f.path) for f in plan.new_files]
+
+
+def _stage(con: duckdb.DuckDBPyConnection, data_type: DataType, plan: _Plan) -> int:
+    """Stage the new files deduplicated by key; returns the staged row count."""
+    con.execute(render("stage_files"))
+    con.executemany(
+        render("stage_file_insert"),
+        [[str(f.path), f.uri, f.job_id, f.job_end_time] for f in plan.new_files],
+    )
+    excluded = ", ".join(quote(c) for c in ("_cxone_file", "file_row_number", *plan.untyped))
+    stage_key = ", ".join(f"r.{quote(k)}" for k in data_type.key)
+    con.execute(
+        render("stage_dedup", excluded=excluded, stage_key=stage_key), {"paths": _paths(plan)}
+    )
+    null_key = " OR ".join(f"s.{quote(c)} IS NULL" for c in (*data_type.key, UPDATED_AT))
+    row = con.execute(render("stage_counts", null_key=null_key)).fetchone()
+    assert row is not None
+    staged, null_keys = int(row[0]), int(row[1])
+    if null_keys:
+        raise DataError(
+            f"cxone.{data_type.table}: {null_keys} row(s) have a null key "
+            f"({', '.join(data_type.key)}) or {UPDATED_AT}; nothing was loaded"
+        )
+    return staged
+
+
+def _evolve(con: duckdb.DuckDBPyConnection, data_type: DataType, plan: _Plan) -> None:
+    """Create the table from the staged schema, or add new columns and widen changed ones."""
+    target = _target(data_type)
+    if not plan.table_exists:
+        con.execute(render("create_table", target=target))
+        return
+    for name, sql_type in plan.added.items():
+        con.execute(render("add_column", target=target, column=quote(name), sql_type=sql_type))
+    for name, sql_type in plan.widened.items():
+        con.execute(render("widen_column", target=target, column=quote(name), sql_type=sql_type))
+
+
+def _record_load(
+    con: duckdb.DuckDBPyConnection, load: _Load, plan: _Plan, result: MergeResult
+) -> None:
+    """Audit rows, the partition load, the watermark and a new schema version, same transaction."""
+    ids = _ids(load.data_type)
+    stamp = {"partition_key": load.partition_key, "loaded_at": load.loaded_at}
+    if plan.new_files:
+        con.executemany(
+            render("file_audit_insert"),
+            [
+                {
+                    **ids,
+                    **stamp,
+                    "uri": f.uri,
+                    "version_id": f.version_id,
+                    "sha256": f.sha256,
+                    "rows": f.rows,
+                    "size_bytes": f.size_bytes,
+                    "job_id": f.job_id,
+                    "job_completed_at": f.job_end_time,
+                }
+                for f in plan.new_files
+            ],
+        )
+    con.execute(
+        render("partition_load_insert"),
+        {
+            **ids,
+            **stamp,
+            "window_start": load.window_start,
+            "window_end": load.window_end,
+            "files": result.files_loaded,
+            "files_skipped": result.files_skipped,
+            "rows_read": result.rows_read,
+            "rows_inserted": result.rows_inserted,
+            "rows_updated": result.rows_updated,
+            "rows_stale": result.rows_stale,
+            "schema_hash": result.schema_hash or None,
+        },
+    )
+    con.execute(render("watermark_upsert"), {**ids, **stamp, "window_end": load.window_end})
+    if plan.columns:
+        _record_schema_version(
+            con,
+            load.data_type,
+            result.schema_hash,
+            plan.columns,
+            load.partition_key,
+            load.loaded_at,
+        )
+
+
+def _record_schema_version(
+    con: duckdb.DuckDBPyConnection,
+    data_type: DataType,
+    schema_hash: str,
+    columns: Mapping[str, str],
+    partition_key: str,
+    seen_at: datetime,
+) -> bool:
+    params = {
+        **_ids(data_type),
+        "schema_hash": schema_hash,
+        "columns": columns_json(columns),
+        "partition_key": partition_key,
+        "seen_at": seen_at,
+    }
+    return _one(con, render("schema_version_insert"), params) > 0

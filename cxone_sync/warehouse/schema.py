@@ -1,0 +1,256 @@
+"""Schema hashing and drift detection between a BI table and incoming Parquet.
+
+Types are compared in DuckDB's SQL vocabulary (``BIGINT``, ``TIMESTAMP_NS``, ``DECIMAL(18,3)``):
+Arrow types are mapped to the names DuckDB's Parquet reader gives them, so a hash or a diff
+computed from a ``pyarrow.Schema`` agrees with one computed from DuckDB's own ``DESCRIBE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.warehouse.base import METADATA_PREFIX
+
+NULL_TYPE = "NULL"
+"""The type of a column that is null in every row: it carries no type information yet."""
+
+_SIGNED_BITS = {"TINYINT": 8, "SMALLINT": 16, "INTEGER": 32, "BIGINT": 64, "HUGEINT": 128}
+_UNSIGNED_BITS = {"UTINYINT": 8, "USMALLINT": 16, "UINTEGER": 32, "UBIGINT": 64, "UHUGEINT": 128}
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 20, 128: 39}
+_FLOAT_BITS = {"FLOAT": 32, "DOUBLE": 64}
+_NAIVE_TS = {"TIMESTAMP_S": 0, "TIMESTAMP_MS": 1, "TIMESTAMP": 2, "TIMESTAMP_NS": 3}
+_AWARE_TS = {"TIMESTAMP WITH TIME ZONE": 2, "TIMESTAMPTZ_NS": 3}
+_ALIASES = {
+    "INT": "INTEGER",
+    "INT4": "INTEGER",
+    "INT8": "BIGINT",
+    "LONG": "BIGINT",
+    "INT2": "SMALLINT",
+    "INT1": "TINYINT",
+    "REAL": "FLOAT",
+    "FLOAT4": "FLOAT",
+    "FLOAT8": "DOUBLE",
+    "BOOL": "BOOLEAN",
+    "TEXT": "VARCHAR",
+    "STRING": "VARCHAR",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+    "DATETIME": "TIMESTAMP",
+    '"NULL"': NULL_TYPE,
+}
+_DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def normalize_type(sql_type: str) -> str:
+    """Canonical spelling of a DuckDB type name, so equal types compare equal."""
+    text = " ".join(sql_type.strip().split())
+    upper = text.upper()
+    return _ALIASES.get(upper, upper if _is_simple(upper) else text)
+
+
+def _is_simple(upper: str) -> bool:
+    return (
+        upper in _SIGNED_BITS
+        or upper in _UNSIGNED_BITS
+        or upper in _FLOAT_BITS
+        or upper in _NAIVE_TS
+        or upper in _AWARE_TS
+        or upper in _ALIASES
+        or _DECIMAL.match(upper) is not None
+        or upper in {"BOOLEAN", "VARCHAR", "BLOB", "DATE", "TIME", "INTERVAL", "UUID", NULL_TYPE}
+    )
+
+
+def arrow_to_sql(arrow_type: pa.DataType) -> str:
+    """The DuckDB type DuckDB's Parquet reader gives a column written with this Arrow type."""
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        return arrow_to_sql(t.value_type)
+    if pa.types.is_null(t):
+        return NULL_TYPE
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t):
+        names = _SIGNED_BITS if pa.types.is_signed_integer(t) else _UNSIGNED_BITS
+        return next(name for name, bits in names.items() if bits == t.bit_width)
+    if pa.types.is_floating(t):
+        return "DOUBLE" if t.bit_width == 64 else "FLOAT"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_timestamp(t):
+        return _timestamp_to_sql(t)
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_duration(t):
+        return "BIGINT"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"{arrow_to_sql(t.value_type)}[]"
+    if pa.types.is_struct(t):
+        fields = ", ".join(f"{_struct_name(f.name)} {arrow_to_sql(f.type)}" for f in t)
+        return f"STRUCT({fields})"
+    if pa.types.is_map(t):
+        return f"MAP({arrow_to_sql(t.key_type)}, {arrow_to_sql(t.item_type)})"
+    return str(t).upper()
+
+
+def _timestamp_to_sql(t: pa.TimestampType) -> str:
+    if t.tz is None:
+        return "TIMESTAMP_NS" if t.unit == "ns" else "TIMESTAMP"
+    return "TIMESTAMPTZ_NS" if t.unit == "ns" else "TIMESTAMP WITH TIME ZONE"
+
+
+def _struct_name(name: str) -> str:
+    return name if _PLAIN_NAME.match(name) else '"' + name.replace('"', '""') + '"'
+
+
+def arrow_columns(schema: pa.Schema) -> dict[str, str]:
+    return {f.name: arrow_to_sql(f.type) for f in schema}
+
+
+def columns_hash(columns: Mapping[str, str], data_type: DataType) -> str:
+    """SHA-256 over the key and the sorted ``name:type`` lines: stable under column order."""
+    lines = [f"key:{','.join(data_type.key)}"]
+    lines += sorted(f"{name}:{normalize_type(t)}" for name, t in columns.items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def arrow_schema_hash(schema: pa.Schema, data_type: DataType) -> str:
+    return columns_hash(arrow_columns(schema), data_type)
+
+
+def columns_json(columns: Mapping[str, str]) -> str:
+    return json.dumps({n: normalize_type(t) for n, t in sorted(columns.items())})
+
+
+def lossless(source: str, target: str) -> bool:
+    """True when every value of type ``source`` converts to ``target`` without loss."""
+    src, dst = normalize_type(source), normalize_type(target)
+    if src in (dst, NULL_TYPE):
+        return True
+    if src in _SIGNED_BITS:
+        return _signed_fits(_SIGNED_BITS[src], dst)
+    if src in _UNSIGNED_BITS:
+        return _unsigned_fits(_UNSIGNED_BITS[src], dst)
+    if src in _FLOAT_BITS:
+        return dst in _FLOAT_BITS and _FLOAT_BITS[src] <= _FLOAT_BITS[dst]
+    if src in _NAIVE_TS:
+        return dst in _NAIVE_TS and _NAIVE_TS[src] <= _NAIVE_TS[dst]
+    if src in _AWARE_TS:
+        return dst in _AWARE_TS and _AWARE_TS[src] <= _AWARE_TS[dst]
+    if src == "DATE":
+        return dst in _NAIVE_TS
+    src_dec, dst_dec = _DECIMAL.match(src), _DECIMAL.match(dst)
+    if src_dec and dst_dec:
+        p1, s1, p2, s2 = (int(v) for v in (*src_dec.groups(), *dst_dec.groups()))
+        return s2 >= s1 and p2 - s2 >= p1 - s1
+    return False
+
+
+def _signed_fits(bits: int, dst: str) -> bool:
+    if dst in _SIGNED_BITS:
+        return bits <= _SIGNED_BITS[dst]
+    return dst == "DOUBLE" or _decimal_holds(_INT_DIGITS[bits], dst)
+
+
+def _unsigned_fits(bits: int, dst: str) -> bool:
+    if dst in _UNSIGNED_BITS:
+        return bits <= _UNSIGNED_BITS[dst]
+    if dst in _SIGNED_BITS:
+        return bits < _SIGNED_BITS[dst]
+    return dst == "DOUBLE" or _decimal_holds(_INT_DIGITS[bits], dst)
+
+
+def _decimal_holds(digits: int, dst: str) -> bool:
+    match = _DECIMAL.match(dst)
+    return match is not None and int(match[1]) - int(match[2]) >= digits
+
+
+@dataclass
+class SchemaDiff:
+    """What an incoming schema would change in a BI table (``existing`` None: no table yet)."""
+
+    added: dict[str, str] = field(default_factory=dict)
+    widened: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """column -> (table type, new wider type)."""
+    vanished: list[str] = field(default_factory=list)
+    incompatible: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """column -> (table type, file type) with no lossless conversion either way."""
+    missing_keys: list[str] = field(default_factory=list)
+    reserved: list[str] = field(default_factory=list)
+    """Incoming columns using the platform's metadata prefix."""
+    untyped: list[str] = field(default_factory=list)
+    """New columns null in every row: not added until they carry a type."""
+
+    @property
+    def breaking(self) -> bool:
+        return bool(self.incompatible or self.missing_keys or self.reserved)
+
+    def apply(self, existing: Mapping[str, str] | None) -> dict[str, str]:
+        """The table's columns after the additions and widenings."""
+        columns = dict(existing or {})
+        for name, (_old, new) in self.widened.items():
+            columns[name] = new
+        columns.update(self.added)
+        return columns
+
+
+def diff_columns(
+    existing: Mapping[str, str] | None, incoming: Mapping[str, str], data_type: DataType
+) -> SchemaDiff:
+    """Compare a table's columns (None: no table) with a file's, both as SQL type names.
+
+    Names compare case-insensitively, as DuckDB and Snowflake resolve them.
+    """
+    diff = SchemaDiff()
+    table = {name.casefold(): (name, t) for name, t in (existing or {}).items()}
+    seen = {name.casefold() for name in incoming}
+    diff.missing_keys = [c for c in (*data_type.key, UPDATED_AT) if c.casefold() not in seen]
+    for name, new_type in incoming.items():
+        if name.startswith(METADATA_PREFIX):
+            diff.reserved.append(name)
+        elif name.casefold() not in table:
+            _add(diff, name, normalize_type(new_type))
+        else:
+            table_name, old_type = table[name.casefold()]
+            _compare(diff, table_name, normalize_type(old_type), normalize_type(new_type))
+    diff.vanished = [
+        name
+        for key, (name, _t) in table.items()
+        if key not in seen and not name.startswith(METADATA_PREFIX)
+    ]
+    return diff
+
+
+def _add(diff: SchemaDiff, name: str, new_type: str) -> None:
+    if new_type == NULL_TYPE:
+        diff.untyped.append(name)
+    else:
+        diff.added[name] = new_type
+
+
+def _compare(diff: SchemaDiff, name: str, old_type: str, new_type: str) -> None:
+    if lossless(new_type, old_type):
+        return
+    if lossless(old_type, new_type):
+        diff.widened[name] = (old_type, new_type)
+    else:
+        diff.incompatible[name] = (old_type, new_type)
+
+
+def diff_schema(
+    existing: Mapping[str, str] | None, incoming: pa.Schema, data_type: DataType
+) -> SchemaDiff:
+    return diff_columns(existing, arrow_columns(incoming), data_type)

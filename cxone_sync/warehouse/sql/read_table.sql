@@ -1,0 +1,1 @@
+SELECT * FROM {target} ORDER BY {order_key};

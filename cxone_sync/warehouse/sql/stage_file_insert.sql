@@ -1,0 +1,1 @@
+INSERT INTO _cxone_files VALUES (?, ?, ?, ?);

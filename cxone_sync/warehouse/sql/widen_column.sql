@@ -1,0 +1,1 @@
+ALTER TABLE {target} ALTER COLUMN {column} SET DATA TYPE {sql_type};

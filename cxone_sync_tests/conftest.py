@@ -1,0 +1,1 @@
+pytest_plugins = ["cxone_sync_tests.fixtures"]
