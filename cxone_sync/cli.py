@@ -58,6 +58,10 @@ def partition_starts(cat: Category, start: datetime, end: datetime) -> list[date
     return out
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Dagster's console logger for headless runs: warnings and errors only (the UI has the rest)."""
+
+
 @dataclass
 class TableSummary:
     partitions_ok: int = 0
@@ -149,6 +153,7 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
                     asset_selection=selection,
                     raise_on_error=False,
                     tags={"cxone/trigger": "cli-sync"},
+                    run_config=QUIET,
                 )
                 runs += 1
                 failed_runs += 0 if result.success else 1

@@ -457,7 +457,9 @@ def plan_file(
     base = np.arange(n, dtype=np.uint64)
     segments = [Segment(interval_start, base, BASE)]
     duplicated = _draw(config, "in_file_duplicate", dt, interval_start, base)
-    segments.append(Segment(interval_start, base[duplicated < faults.in_file_duplicate_rate], 3))
+    segments.append(
+        Segment(interval_start, base[duplicated < faults.in_file_duplicate_rate], IN_FILE_DUPLICATE)
+    )
     source = late_source(config, dt, interval_start)
     if source is not None:
         earlier = np.arange(

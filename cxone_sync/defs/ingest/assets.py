@@ -206,7 +206,7 @@ def build_data_type_assets(
                         f"{cross} keys of this partition first arrived in another partition "
                         "(late updates are legitimate)"
                         if cross
-                        else "no key of this partition arrived in another partition"
+                        else "ok"
                     ),
                     metadata={"cross_partition_keys": cross},
                 )
