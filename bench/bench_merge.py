@@ -11,16 +11,21 @@ from S3 with the platform's staging function (streamed to disk, SHA-256 while re
 - ``floor_merge``: fetch + hash + bare ``MERGE`` of the QUALIFY-deduplicated file
 - ``floor_delete_insert``: fetch + hash + bare delete-newer then insert-absent
 
-The floor is the faster of the two floor variants (median over runs).
+The floor is the faster of the floor variants run (median over runs); ``--floors
+delete-insert`` skips the bare MERGE, which takes ~100 s at 1M rows. Every run's database copy
+is flushed (``os.sync()``) before the run starts, for every mode alike.
 
-    python bench/bench_merge.py --sizes 100000,1000000 --runs 3 --target-rows 2000000
-    python bench/bench_merge.py --sizes 5000000 --target-rows 20000000 --memory-limit 1GB
+    python bench/bench_merge.py --sizes 100000,1000000 --runs 3 --target-rows 2000000 \
+        --floors delete-insert
+    python bench/bench_merge.py --sizes 5000000 --runs 1 --target-rows 2000000 \
+        --floors delete-insert --memory-limit 1GB
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import shutil
@@ -53,7 +58,7 @@ WINDOW_START = datetime(2024, 3, 15, 14, tzinfo=UTC)
 JOB_END = datetime(2024, 3, 15, 15, 42, tzinfo=UTC)
 BASE_TIME = np.datetime64("2024-03-01T00:00:00", "us")
 CHUNK_ROWS = 1_000_000
-MODES = ("asset", "floor_merge", "floor_delete_insert")
+FLOORS = {"merge": "floor_merge", "delete-insert": "floor_delete_insert"}
 TARGET_RATIO = 1.3
 RERUN_RATIO = 0.1
 
@@ -241,6 +246,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             "rows_updated": result.rows_updated,
             "rows_stale": result.rows_stale,
             "duplicates_dropped": result.duplicates_dropped,
+            "cross_partition_keys": result.cross_partition_keys,
             "steps": result.seconds,
         }
     else:
@@ -309,13 +315,16 @@ def measure_size(
     s3.upload_file(str(local), BUCKET, key)
     size_mb = local.stat().st_size / 2**20
     local.unlink()
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in (*MODES, "rerun")}
+    modes = ("asset", *(FLOORS[f] for f in args.floors))
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in (*modes, "rerun")}
     for i in range(args.runs):
-        for mode in MODES[i % 3 :] + MODES[: i % 3]:  # rotate the order between runs
+        k = i % len(modes)
+        for mode in modes[k:] + modes[:k]:  # rotate the order between runs
             run_dir = work / f"run-{rows}-{i}-{mode}"
             run_dir.mkdir()
             db = run_dir / "warehouse.duckdb"
             shutil.copyfile(base_db, db)
+            os.sync()  # the copy's write-back must not land inside the timed run, for any mode
             spec = {
                 "mode": mode,
                 "endpoint": endpoint,
@@ -327,6 +336,7 @@ def measure_size(
             }
             runs[mode].append(spawn(spec))
             if mode == "asset":
+                os.sync()
                 runs["rerun"].append(spawn({**spec, "mode": "rerun"}))
             shutil.rmtree(run_dir)
     return summarize(rows, size_mb, runs)
@@ -339,7 +349,7 @@ def _median(values: list[float]) -> float:
 def summarize(rows: int, size_mb: float, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     med = {m: _median([r["seconds"] for r in rs]) for m, rs in runs.items()}
     rss = {m: _median([r["peak_rss_mb"] for r in rs]) for m, rs in runs.items()}
-    floor_mode = min(MODES[1:], key=lambda m: med[m])
+    floor_mode = min((m for m in med if m.startswith("floor_")), key=lambda m: med[m])
     asset = runs["asset"][0]
     return {
         "rows": rows,
@@ -353,28 +363,42 @@ def summarize(rows: int, size_mb: float, runs: dict[str, list[dict[str, Any]]]) 
         "fetch_seconds": _median([r["fetch_seconds"] for r in runs["asset"]]),
         "asset_counts": {
             k: asset[k]
-            for k in ("rows_inserted", "rows_updated", "rows_stale", "duplicates_dropped", "steps")
+            for k in (
+                "rows_inserted",
+                "rows_updated",
+                "rows_stale",
+                "duplicates_dropped",
+                "cross_partition_keys",
+                "steps",
+            )
         },
         "runs": runs,
     }
 
 
+def _cell(values: dict[str, float], mode: str, fmt: str) -> str:
+    return format(values[mode], fmt) if mode in values else "-"
+
+
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
-        f"target rows: {args.target_rows:,}; runs: {args.runs}; memory limit: "
-        f"{args.memory_limit or 'DuckDB default'}; threads: {args.threads or 'all'}",
+        f"target rows: {args.target_rows:,}; runs: {args.runs} (median); memory limit: "
+        f"{args.memory_limit or 'DuckDB default'}; threads: {args.threads or 'all'}; "
+        f"floors run: {', '.join(args.floors)}",
         "",
-        "| rows | file MB | asset s | rerun s | MERGE s | del+ins s | asset rows/s | ratio to "
-        "floor | rerun / first | RSS asset MB | RSS floor MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | file MB | asset s | rerun s | MERGE s | del+ins s | floor used | asset rows/s "
+        "| ratio to floor | rerun / first | RSS asset MB | RSS rerun MB | RSS floor MB |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         s, rss = r["median_seconds"], r["peak_rss_mb"]
+        floor = r["floor"].removeprefix("floor_").replace("_", "+")
         lines.append(
             f"| {r['rows']:,} | {r['file_mb']} | {s['asset']:.2f} | {s['rerun']:.2f} | "
-            f"{s['floor_merge']:.2f} | {s['floor_delete_insert']:.2f} | "
-            f"{r['rows_per_second']['asset']:,.0f} | {r['ratio_to_floor']:.2f} | "
-            f"{r['rerun_ratio']:.3f} | {rss['asset']:.0f} | {rss[r['floor']]:.0f} |"
+            f"{_cell(s, 'floor_merge', '.2f')} | {_cell(s, 'floor_delete_insert', '.2f')} | "
+            f"{floor} | {r['rows_per_second']['asset']:,.0f} | {r['ratio_to_floor']:.2f} | "
+            f"{r['rerun_ratio']:.3f} | {rss['asset']:.0f} | {rss['rerun']:.0f} | "
+            f"{rss[r['floor']]:.0f} |"
         )
     return "\n".join(lines)
 
@@ -386,6 +410,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-rows", type=int, default=1_000_000)
     parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 1GB")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--floors",
+        type=lambda text: [f.strip() for f in text.split(",") if f.strip()],
+        default=list(FLOORS),
+        help="floor variants to run: merge,delete-insert (MERGE takes ~100 s at 1M rows)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -393,6 +423,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    unknown = set(args.floors) - set(FLOORS)
+    if unknown or not args.floors:
+        raise SystemExit(f"--floors: choose from {', '.join(FLOORS)} (got {args.floors})")
     if args.child:
         print(json.dumps(run_child(json.loads(args.child))))
         return

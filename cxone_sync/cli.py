@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("sim", help="control a running simulator (advance its clock)", add_help=False)
     sub.add_parser("doctor", help="preflight the API, the bucket and the warehouse")
+    sub.add_parser("policy", help="print the IAM and bucket policies to apply", add_help=False)
     return parser
 
 
@@ -217,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cxone_sync.simulator.__main__ import main as sim_main
 
         return sim_main(args_list[1:])
+    if args_list and args_list[0] == "policy":
+        from cxone_sync.policy import policy_main
+
+        return policy_main(args_list[1:])
     args = build_parser().parse_args(args_list)
     if args.command == "sync":
         if args.end <= args.start:

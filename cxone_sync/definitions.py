@@ -7,9 +7,11 @@ import warnings
 import dagster as dg
 
 from cxone_sync.catalog import CATEGORIES
+from cxone_sync.defs.automation.sensors import build_automation_sensors
 from cxone_sync.defs.ingest.assets import build_ingest_assets
 from cxone_sync.defs.ingest.jobs import build_jobs
 from cxone_sync.defs.resources import build_resources
+from cxone_sync.defs.storage.assets import build_storage_defs
 from cxone_sync.settings import get_settings
 
 # Partition-aware asset checks are a preview in Dagster 1.13 (the tested range in pyproject).
@@ -19,10 +21,13 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 @dg.definitions
 def defs() -> dg.Definitions:
     settings = get_settings()
-    return dg.Definitions(
+    jobs = build_jobs(CATEGORIES)
+    core = dg.Definitions(
         assets=build_ingest_assets(
             CATEGORIES, settings.cxone_partitions_start, settings.cxone_warehouse
         ),
-        jobs=build_jobs(CATEGORIES),
+        jobs=jobs,
+        sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),
         resources=build_resources(settings),
     )
+    return dg.Definitions.merge(core, build_storage_defs())

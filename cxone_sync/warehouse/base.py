@@ -57,6 +57,9 @@ class MergeResult:
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_stale: int = 0
+    cross_partition_keys: int = 0
+    """Staged (deduplicated) keys already in the table under another ``_cxone_partition``: late
+    updates and stale re-deliveries of keys first loaded by a different partition."""
     columns_added: list[str] = field(default_factory=list)
     columns_widened: list[str] = field(default_factory=list)
     schema_hash: str = ""

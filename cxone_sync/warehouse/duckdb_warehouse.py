@@ -298,16 +298,32 @@ def _plan(
     untyped: list[str] = []
     for staged in new_files:
         incoming = _parquet_columns(con, staged)
+        _refuse_virtual_names(data_type, staged.uri, incoming)
         diff = diff_columns(running, incoming, data_type)
         _raise_breaking(data_type, staged.uri, diff)
         running = diff.apply(running)
         untyped += diff.untyped
         plan.columns = _unify(plan.columns, incoming)
+    # A file's rank orders its rows among equal updated_at: later job end, then job id, then
+    # uri. The files are read in rank order, so DuckDB's file_index is the rank.
+    plan.new_files.sort(key=lambda f: (f.job_end_time, f.job_id, f.uri, str(f.path)))
     original = existing or {}
     plan.added = {n: t for n, t in running.items() if n not in original}
     plan.widened = {n: t for n, t in running.items() if n in original and t != original[n]}
     plan.untyped = sorted({c for c in untyped if c not in running})
     return plan
+
+
+_VIRTUAL_COLUMNS = ("file_index", "file_row_number")
+"""read_parquet's virtual columns, which the merge uses to find rows; a file column of the same
+name would shadow them."""
+
+
+def _refuse_virtual_names(data_type: DataType, uri: str, columns: Mapping[str, str]) -> None:
+    for name in columns:
+        if name.lower() in _VIRTUAL_COLUMNS:
+            reason = "collides with DuckDB's read_parquet virtual column of that name"
+            raise SchemaError(data_type.table, name, None, columns[name], uri, reason)
 
 
 def _unify(columns: dict[str, str], incoming: Mapping[str, str]) -> dict[str, str]:
@@ -348,57 +364,98 @@ def _merge(con: duckdb.DuckDBPyConnection, clock: _Clock, load: _Load, plan: _Pl
     if not plan.new_files:
         return result
     result.rows_read = _one(con, render("rows_in_files"), {"paths": _paths(plan)})
-    staged = _stage(con, data_type, plan)
-    result.duplicates_dropped = result.rows_read - staged
+    counts = _stage(con, load, plan)
+    result.duplicates_dropped = result.rows_read - counts.staged
+    result.rows_inserted = counts.inserts
+    result.rows_updated = counts.updates
+    result.rows_stale = counts.stale
+    result.cross_partition_keys = counts.cross_partition
     clock.lap("dedup")
     _evolve(con, data_type, plan)
     target, key_match = _target(data_type), _key_match(data_type)
-    updated = _one(con, render("delete_superseded", target=target, key_match=key_match))
-    inserted = _one(
-        con,
-        render("insert_absent", target=target, key_match=key_match),
-        {"partition_key": load.partition_key, "loaded_at": load.loaded_at},
-    )
-    result.rows_updated = updated
-    result.rows_inserted = inserted - updated
-    result.rows_stale = staged - inserted
+    if counts.updates:
+        con.execute(render("delete_superseded", target=target, key_match=key_match))
+    if counts.inserts or counts.updates:
+        con.execute(
+            render("insert_absent", target=target, file_columns=_file_columns(plan)),
+            {
+                "paths": _paths(plan),
+                "partition_key": load.partition_key,
+                "loaded_at": load.loaded_at,
+            },
+        )
     clock.lap("merge")
     return result
 
 
 def _paths(plan: _Plan) -> list[str]:
+    """The new files in rank order: DuckDB's file_index in read_parquet is their rank."""
     return [str(f.path) for f in plan.new_files]
 
 
-def _stage(con: duckdb.DuckDBPyConnection, data_type: DataType, plan: _Plan) -> int:
-    """Stage the new files deduplicated by key; returns the staged row count."""
+def _file_columns(plan: _Plan) -> str:
+    """The files' columns as loaded: all of them but those with no type yet (all null)."""
+    if not plan.untyped:
+        return "r.*"
+    return f"r.* EXCLUDE ({', '.join(quote(c) for c in plan.untyped)})"
+
+
+@dataclass(frozen=True)
+class _StageCounts:
+    staged: int
+    inserts: int
+    updates: int
+    stale: int
+    cross_partition: int
+
+
+def _stage(con: duckdb.DuckDBPyConnection, load: _Load, plan: _Plan) -> _StageCounts:
+    """Stage the new files deduplicated by key and classified against the table, in one pass.
+
+    The staged rows are materialized once; the one join with the table that classifies them
+    (insert, update, stale, and whether the key lives under another partition) is the only
+    place the table's keys are probed before the delete, so the insert needs no anti-join.
+    """
+    data_type = load.data_type
     con.execute(render("stage_files"))
     con.executemany(
         render("stage_file_insert"),
-        [[str(f.path), f.uri, f.job_id, f.job_end_time] for f in plan.new_files],
+        [[i, str(f.path), f.uri, f.job_id, f.job_end_time] for i, f in enumerate(plan.new_files)],
     )
-    excluded = ", ".join(quote(c) for c in ("_cxone_file", "file_row_number", *plan.untyped))
-    stage_key = ", ".join(f"r.{quote(k)}" for k in data_type.key)
-    con.execute(
-        render("stage_dedup", excluded=excluded, stage_key=stage_key), {"paths": _paths(plan)}
-    )
+    key_columns = ", ".join(f"r.{quote(k)}" for k in data_type.key)
+    dedup = render("stage_dedup", key_columns=key_columns)
+    if plan.table_exists:
+        key_match = " AND ".join(f"t.{quote(k)} = d.{quote(k)}" for k in data_type.key)
+        query = render(
+            "stage_classify",
+            dedup=dedup,
+            target=_target(data_type),
+            key_match=key_match,
+            probe=quote(data_type.key[0]),
+        )
+        con.execute(query, {"paths": _paths(plan), "partition_key": load.partition_key})
+    else:
+        con.execute(render("stage_first", dedup=dedup), {"paths": _paths(plan)})
     null_key = " OR ".join(f"s.{quote(c)} IS NULL" for c in (*data_type.key, UPDATED_AT))
     row = con.execute(render("stage_counts", null_key=null_key)).fetchone()
     assert row is not None
-    staged, null_keys = int(row[0]), int(row[1])
+    staged, null_keys, inserts, updates, stale, cross = (int(v) for v in row)
     if null_keys:
         raise DataError(
             f"cxone.{data_type.table}: {null_keys} row(s) have a null key "
             f"({', '.join(data_type.key)}) or {UPDATED_AT}; nothing was loaded"
         )
-    return staged
+    return _StageCounts(staged, inserts, updates, stale, cross)
 
 
 def _evolve(con: duckdb.DuckDBPyConnection, data_type: DataType, plan: _Plan) -> None:
     """Create the table from the staged schema, or add new columns and widen changed ones."""
     target = _target(data_type)
     if not plan.table_exists:
-        con.execute(render("create_table", target=target))
+        con.execute(
+            render("create_table", target=target, file_columns=_file_columns(plan)),
+            {"paths": _paths(plan)},
+        )
         return
     for name, sql_type in plan.added.items():
         con.execute(render("add_column", target=target, column=quote(name), sql_type=sql_type))

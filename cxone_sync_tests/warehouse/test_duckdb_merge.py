@@ -127,6 +127,57 @@ def test_newer_update_wins_and_is_counted_as_update(warehouse: DuckDBWarehouse, 
     ]
 
 
+def test_cross_partition_keys_count_late_updates_and_stale_redeliveries(
+    warehouse: DuckDBWarehouse, stage: StageFn
+):
+    first = merge(warehouse, [stage(cdr_rows(("a", 1, "a1"), ("b", 5, "b1")), job_id="job-1")])
+    assert first.cross_partition_keys == 0
+
+    # Hour 1 carries a late update of a, a stale re-delivery of b (both first loaded by hour 0),
+    # and a new key c twice (one staged key after dedup).
+    rows = cdr_rows(("a", 70, "a2"), ("b", 2, "b0"), ("c", 61, "c0"), ("c", 62, "c1"))
+    second = merge(warehouse, [stage(rows, job_id="job-2", job_end_minutes=140)], hour=1)
+
+    assert (second.rows_inserted, second.rows_updated, second.rows_stale) == (1, 1, 1)
+    assert second.duplicates_dropped == 1
+    assert second.cross_partition_keys == 2
+
+    # A second job for hour 1: a and c now live under hour 1, only b is another partition's.
+    rows = cdr_rows(("a", 80, "a3"), ("b", 6, "b2"), ("c", 63, "c2"))
+    third = merge(warehouse, [stage(rows, job_id="job-3", job_end_minutes=150)], hour=1)
+
+    assert (third.rows_inserted, third.rows_updated, third.rows_stale) == (0, 3, 0)
+    assert third.cross_partition_keys == 1
+    assert rows_of(warehouse, "call_uuid", "agent", "_cxone_partition") == [
+        ("a", "a3", "2024-03-15-15:00"),
+        ("b", "b2", "2024-03-15-15:00"),
+        ("c", "c2", "2024-03-15-15:00"),
+    ]
+    # Nothing changes on a re-run, so nothing is counted either.
+    assert merge(warehouse, [], hour=1).cross_partition_keys == 0
+
+
+def test_tie_breaks_do_not_depend_on_the_order_files_are_given(tmp_path: Path, stage: StageFn):
+    # Same key, same updated_at: the later-completed job wins; inside one file, the later row.
+    early = stage(cdr_rows(("a", 5, "early"), ("b", 5, "b-first")), job_end_minutes=100)
+    late = stage(
+        cdr_rows(("a", 5, "late"), ("b", 5, "b-late-1"), ("b", 5, "b-late-2")),
+        job_id="job-0",
+        job_end_minutes=200,
+    )
+    for n, files in enumerate([[early, late], [late, early]]):
+        warehouse = DuckDBWarehouse(tmp_path / f"order-{n}.duckdb")
+
+        result = merge(warehouse, files)
+
+        assert (result.rows_inserted, result.duplicates_dropped) == (2, 3)
+        assert rows_of(warehouse, "call_uuid", "agent", "_cxone_job_id") == [
+            ("a", "late", "job-0"),
+            ("b", "b-late-2", "job-0"),
+        ]
+        assert rows_of(warehouse, "_cxone_source_uri") == [(late.uri,), (late.uri,)]
+
+
 def test_older_version_never_rolls_back(warehouse: DuckDBWarehouse, stage: StageFn):
     merge(warehouse, [stage(cdr_rows(("a", 90, "new")), job_id="job-2", job_end_minutes=150)])
     before = warehouse.read_table(CDR)
@@ -306,6 +357,16 @@ def test_reserved_metadata_column_in_file_raises(warehouse: DuckDBWarehouse, sta
 
     with pytest.raises(SchemaError, match="reserved"):
         merge(warehouse, [stage(rows)])
+
+
+def test_column_named_like_a_read_parquet_virtual_column_raises(
+    warehouse: DuckDBWarehouse, stage: StageFn
+):
+    rows = [{**r, "file_row_number": 7} for r in cdr_rows(("a", 1, "ann"))]
+
+    with pytest.raises(SchemaError, match="virtual column"):
+        merge(warehouse, [stage(rows)])
+    assert warehouse.table_columns(CDR) is None
 
 
 @pytest.mark.parametrize(

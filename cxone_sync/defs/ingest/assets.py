@@ -148,6 +148,7 @@ def build_data_type_assets(
         group_name=category.name,
         kinds={warehouse_kind},
         pool=pool,
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=category.freshness),
         check_specs=[
             dg.AssetCheckSpec(
                 ck.CROSS_PARTITION_KEYS,

@@ -1,1 +1,1 @@
-INSERT INTO _cxone_files VALUES (?, ?, ?, ?);
+INSERT INTO _cxone_files VALUES (?, ?, ?, ?, ?);

@@ -1,0 +1,1 @@
+"""Automation: job sensors, failed-job recovery, gap detection, late-data reconciliation."""

@@ -1,0 +1,193 @@
+"""The automation sensors, generated per category from the catalog by one factory.
+
+* ``{category}_jobs_sensor``: job state changes since its cursor -> job-events table, one
+  partition load per COMPLETED job and partition (run key ``{job_id}:{partition}``), manual
+  exports for FAILED / TIMED_OUT intervals (bounded, with backoff).
+* ``{category}_gap_sensor``: intervals due by the API's now with no load and no live job ->
+  manual export (bounded lookback).
+* ``late_data_reconciliation_sensor`` (daily): partitions older than a day whose COMPLETED jobs
+  the last load did not include -> re-load; loaded files re-verified against S3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from cxone_sync.catalog import Category
+from cxone_sync.defs.automation.settings import AutomationSettings, get_automation_settings
+from cxone_sync.defs.automation.ticks import (
+    Tick,
+    first_instant,
+    gap_tick,
+    jobs_tick,
+    reconcile_tick,
+)
+from cxone_sync.defs.ingest.jobs import category_job_name
+from cxone_sync.defs.partitions import partitions_for
+from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
+
+RECONCILIATION_SENSOR = "late_data_reconciliation_sensor"
+
+
+def jobs_sensor_name(category: Category) -> str:
+    return f"{category.name}_jobs_sensor"
+
+
+def gap_sensor_name(category: Category) -> str:
+    return f"{category.name}_gap_sensor"
+
+
+def _result(context: dg.SensorEvaluationContext, tick: Tick) -> dg.SensorResult:
+    for line in tick.lines:
+        context.log.info(line)
+    for error in tick.errors:
+        context.log.error(error)
+    skip = tick.skip
+    if skip and tick.errors:
+        skip = f"{skip}; PROBLEMS: " + "; ".join(tick.errors)
+    return dg.SensorResult(
+        run_requests=tick.run_requests,
+        skip_reason=skip if not tick.run_requests else None,
+        cursor=tick.cursor,
+        asset_events=tick.observations,
+    )
+
+
+def _pdef(category: Category, start: date) -> dg.TimeWindowPartitionsDefinition:
+    return partitions_for(category, start)
+
+
+def build_jobs_sensor(
+    category: Category,
+    start: date,
+    job: dg.UnresolvedAssetJobDefinition,
+    settings: AutomationSettings,
+) -> dg.SensorDefinition:
+    pdef = _pdef(category, start)
+    name = jobs_sensor_name(category)
+
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=settings.jobs_sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"{category.name}: CXone job state changes since the cursor. Records every "
+        "transition in cxone_sync.job_events, loads each partition of every COMPLETED job "
+        "(run key job id + partition), requests manual exports for FAILED/TIMED_OUT intervals "
+        f"(at most {settings.recovery_max_attempts} per interval, backoff in ticks).",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        cxone: CXoneAPIResource,
+        warehouse: WarehouseResource,
+    ) -> dg.SensorResult:
+        with cxone.client() as client:
+            tick = jobs_tick(
+                category=category,
+                pdef=pdef,
+                source=client,
+                warehouse=warehouse.get(),
+                cursor_text=context.cursor,
+                settings=settings,
+                history_start=first_instant(start),
+                sensor=name,
+            )
+        return _result(context, tick)
+
+    return _sensor
+
+
+def build_gap_sensor(
+    category: Category, start: date, settings: AutomationSettings
+) -> dg.SensorDefinition:
+    pdef = _pdef(category, start)
+    name = gap_sensor_name(category)
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=settings.gap_sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=f"{category.name}: every interval of the last {settings.gap_lookback_days} "
+        "days due by the API's newest job (interval end + 20 min offset + lag + grace) with no "
+        "loaded partition and no QUEUED/RUNNING/COMPLETED job gets a manual export.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, cxone: CXoneAPIResource) -> dg.SensorResult:
+        with cxone.client() as client:
+            tick = gap_tick(
+                category=category,
+                pdef=pdef,
+                source=client,
+                instance=context.instance,
+                cursor_text=context.cursor,
+                settings=settings,
+                history_start=first_instant(start),
+                sensor=name,
+            )
+        return _result(context, tick)
+
+    return _sensor
+
+
+def build_reconciliation_sensor(
+    categories: Sequence[Category],
+    start: date,
+    jobs: Sequence[dg.UnresolvedAssetJobDefinition],
+    settings: AutomationSettings,
+) -> dg.SensorDefinition:
+    pdefs = {c.name: _pdef(c, start) for c in categories}
+
+    @dg.sensor(
+        name=RECONCILIATION_SENSOR,
+        jobs=list(jobs),
+        minimum_interval_seconds=settings.reconciliation_interval_seconds,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Daily: partitions of the last "
+        f"{settings.reconciliation_lookback_days} days older than "
+        f"{settings.reconciliation_min_age_hours} h whose COMPLETED jobs their last load did not "
+        "include are loaded again; every loaded file's S3 version and SHA-256 is re-verified "
+        "(mismatch: manual export).",
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        cxone: CXoneAPIResource,
+        warehouse: WarehouseResource,
+        s3: S3Resource,
+    ) -> dg.SensorResult:
+        with cxone.client() as client:
+            tick = reconcile_tick(
+                categories=categories,
+                pdefs=pdefs,
+                source=client,
+                instance=context.instance,
+                warehouse=warehouse.get(),
+                s3_client=s3.get_client(),
+                cursor_text=context.cursor,
+                settings=settings,
+                history_start=first_instant(start),
+                sensor=RECONCILIATION_SENSOR,
+            )
+        return _result(context, tick)
+
+    return _sensor
+
+
+def build_automation_sensors(
+    categories: Sequence[Category],
+    start: date,
+    jobs: Sequence[dg.UnresolvedAssetJobDefinition],
+    settings: AutomationSettings | None = None,
+) -> list[dg.SensorDefinition]:
+    """Every automation sensor of the categories; ``jobs`` must hold ``sync_{category}_job``."""
+    settings = settings or get_automation_settings()
+    by_name = {j.name: j for j in jobs}
+    category_jobs = [by_name[category_job_name(c)] for c in categories]
+    sensors: list[dg.SensorDefinition] = []
+    for category, job in zip(categories, category_jobs, strict=True):
+        sensors.append(build_jobs_sensor(category, start, job, settings))
+        sensors.append(build_gap_sensor(category, start, settings))
+    sensors.append(build_reconciliation_sensor(categories, start, category_jobs, settings))
+    return sensors

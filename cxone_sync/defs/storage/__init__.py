@@ -1,0 +1,1 @@
+"""The export bucket as a Dagster source asset, with the storage preflight as asset checks."""

@@ -1,0 +1,173 @@
+"""The export bucket as an observable source asset, its preflight checks as asset checks.
+
+``s3/cxone_export_bucket`` is observed, not materialized: its data version is a hash of the
+bucket's security settings (versioning, default encryption, public access block, policy), so a
+change to any of them shows up as a new version in the UI. One asset check per bucket preflight
+(the same functions ``cxone-sync doctor`` runs) reports pass or fail with the finding as metadata
+and the exact remedy as the description. ``verify_export_bucket_job`` runs all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError
+from dagster_aws.s3 import S3Resource
+
+from cxone_sync import preflight
+from cxone_sync.defs.resources import IngestResource
+from cxone_sync.preflight import CheckLine
+
+EXPORT_BUCKET_KEY = dg.AssetKey(["s3", "cxone_export_bucket"])
+STORAGE_GROUP = "storage"
+VERIFY_JOB_NAME = "verify_export_bucket_job"
+
+CHECK_NAMES = (
+    preflight.CHECK_VERSIONING,
+    preflight.CHECK_ENCRYPTION,
+    preflight.CHECK_PUBLIC_ACCESS,
+    preflight.CHECK_POLICY,
+    preflight.CHECK_READ,
+)
+
+
+def kms_client(s3: S3Resource) -> Any:
+    """A boto3 KMS client on the S3 resource's endpoint, region and credentials."""
+    kwargs: dict[str, Any] = {}
+    for field in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+        value = getattr(s3, field)
+        if value:
+            kwargs[field] = value
+    session = boto3.session.Session(profile_name=s3.profile_name) if s3.profile_name else boto3
+    return session.client("kms", endpoint_url=s3.endpoint_url, region_name=s3.region_name, **kwargs)
+
+
+def check_result(line: CheckLine, bucket: str) -> dg.AssetCheckResult:
+    """A preflight line as an asset check result: the fix is the description on failure."""
+    metadata: dict[str, Any] = {"bucket": bucket, "detail": line.detail}
+    if line.fix:
+        metadata["fix"] = dg.MetadataValue.md(f"```\n{line.fix}\n```")
+    return dg.AssetCheckResult(
+        passed=line.ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=line.detail if line.ok else f"{line.detail}. Fix: {line.fix}",
+        metadata=metadata,
+    )
+
+
+def _bucket_settings(client: Any, bucket: str) -> dict[str, Any]:
+    """The raw security settings of the bucket (each None when absent or unreadable)."""
+    reads: dict[str, Callable[[], Any]] = {
+        "versioning": lambda: client.get_bucket_versioning(Bucket=bucket).get("Status"),
+        "encryption": lambda: client.get_bucket_encryption(Bucket=bucket)[
+            "ServerSideEncryptionConfiguration"
+        ],
+        "public_access_block": lambda: client.get_public_access_block(Bucket=bucket)[
+            "PublicAccessBlockConfiguration"
+        ],
+        "policy": lambda: json.loads(client.get_bucket_policy(Bucket=bucket)["Policy"]),
+    }
+    found: dict[str, Any] = {}
+    for name, read in reads.items():
+        try:
+            found[name] = read()
+        except (ClientError, BotoCoreError, ValueError):
+            found[name] = None
+    return found
+
+
+def _observe_export_bucket(s3: S3Resource, ingest: IngestResource) -> dg.ObserveResult:
+    found = _bucket_settings(s3.get_client(), ingest.bucket)
+    digest = hashlib.sha256(json.dumps(found, sort_keys=True, default=str).encode()).hexdigest()
+    encryption = (found["encryption"] or {}).get("Rules") or [{}]
+    default = encryption[0].get("ApplyServerSideEncryptionByDefault", {})
+    return dg.ObserveResult(
+        asset_key=EXPORT_BUCKET_KEY,
+        data_version=dg.DataVersion(digest[:16]),
+        metadata={
+            "bucket": ingest.bucket,
+            "versioning": found["versioning"] or "never enabled",
+            "sse_algorithm": default.get("SSEAlgorithm") or "none",
+            "kms_key": default.get("KMSMasterKeyID") or "none",
+            "policy_statements": len((found["policy"] or {}).get("Statement", [])),
+        },
+    )
+
+
+EXPORT_BUCKET_SPEC = dg.AssetSpec(
+    EXPORT_BUCKET_KEY,
+    group_name=STORAGE_GROUP,
+    kinds={"s3"},
+    description="The S3 bucket CXone Data Download exports Parquet files to (CONTRACT §2).",
+)
+
+with warnings.catch_warnings():
+    # observable source assets are beta in Dagster 1.13 (the tested range)
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    cxone_export_bucket = dg.multi_observable_source_asset(
+        specs=[EXPORT_BUCKET_SPEC], name="observe_cxone_export_bucket"
+    )(_observe_export_bucket)
+
+
+def _bucket_check(
+    name: str, description: str, run: Callable[[Any, S3Resource, str], CheckLine]
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=EXPORT_BUCKET_KEY, name=name, description=description)
+    def _check(s3: S3Resource, ingest: IngestResource) -> dg.AssetCheckResult:
+        return check_result(run(s3.get_client(), s3, ingest.bucket), ingest.bucket)
+
+    return _check
+
+
+def build_storage_checks() -> list[dg.AssetChecksDefinition]:
+    """One asset check per bucket preflight."""
+    return [
+        _bucket_check(
+            preflight.CHECK_VERSIONING,
+            "Object versioning is Enabled.",
+            lambda client, _, bucket: preflight.check_versioning(client, bucket),
+        ),
+        _bucket_check(
+            preflight.CHECK_ENCRYPTION,
+            "Default encryption is SSE-KMS with a customer-managed key.",
+            lambda client, s3, bucket: preflight.check_default_encryption(
+                client, kms_client(s3), bucket
+            ),
+        ),
+        _bucket_check(
+            preflight.CHECK_PUBLIC_ACCESS,
+            "All four public-access-block flags are on.",
+            lambda client, _, bucket: preflight.check_public_access_block(client, bucket),
+        ),
+        _bucket_check(
+            preflight.CHECK_POLICY,
+            "The bucket policy denies plain HTTP and uploads without SSE-KMS.",
+            lambda client, _, bucket: preflight.check_bucket_policy(client, bucket),
+        ),
+        _bucket_check(
+            preflight.CHECK_READ,
+            "The reader can read and decrypt the newest export file.",
+            lambda client, _, bucket: preflight.check_read_decrypt(client, bucket),
+        ),
+    ]
+
+
+def build_storage_defs() -> dg.Definitions:
+    """The export bucket source asset, its checks and the job that runs them."""
+    return dg.Definitions(
+        assets=[cxone_export_bucket],
+        asset_checks=build_storage_checks(),
+        jobs=[
+            dg.define_asset_job(
+                VERIFY_JOB_NAME,
+                selection=dg.AssetSelection.checks_for_assets(EXPORT_BUCKET_KEY),
+                description="Run the export bucket's preflight checks.",
+            )
+        ],
+    )

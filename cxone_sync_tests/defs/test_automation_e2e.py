@@ -1,0 +1,161 @@
+"""End to end: two simulated days with faults on, the automation sensors ticking as the daemon
+would, every run they request executed, and the BI tables equal to the simulator's truth."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from cxone_sync.catalog import category
+from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
+from cxone_sync.defs.automation.state import JobsCursor
+from cxone_sync.settings import get_settings
+from cxone_sync.simulator.config import FaultConfig, SimConfig
+from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync_tests.defs.test_automation_support import Daemon, jobs_of, same_rows
+from cxone_sync_tests.fixtures import _FOREIGN_ENV, MakeStack
+
+CATEGORIES = ("ivr", "speech", "workforce_management")
+"""Hourly, hourly with transcription lag, 6-hourly: every scheduling shape, in under 2 minutes."""
+START = datetime(2024, 3, 15, tzinfo=UTC)
+DAYS = 2
+STEP = timedelta(minutes=30)
+FAILED = (START + timedelta(hours=5, minutes=30), START + timedelta(days=1, hours=13, minutes=10))
+TIMED_OUT = (START + timedelta(hours=9, minutes=5),)
+
+
+def point_platform_at(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    for name in _FOREIGN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CXONE_DATA_DIR", str(data_dir))
+
+
+def chaos_config() -> SimConfig:
+    faults = dataclasses.replace(
+        FaultConfig.chaos(),
+        failed_intervals=FAILED,
+        timed_out_intervals=TIMED_OUT,
+        revoke_tokens_every=150,
+    )
+    return SimConfig(start=START, scale=0.1, categories=CATEGORIES, faults=faults)
+
+
+def test_two_days_of_chaos_end_with_tables_equal_to_truth(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = make_stack(chaos_config())
+    point_platform_at(stack, monkeypatch, tmp_path)
+    from cxone_sync.definitions import defs as build_defs
+
+    defs = build_defs()
+    world = stack.world
+    end = START + timedelta(days=DAYS)
+    jobs_sensors = [f"{c}_jobs_sensor" for c in CATEGORIES]
+    gap_sensors = [f"{c}_gap_sensor" for c in CATEGORIES]
+
+    def failed_intervals() -> set[tuple[str, str]]:
+        return {
+            (j["category"], j["interval_start"])
+            for c in CATEGORIES
+            for j in jobs_of(stack, c)
+            if j["trigger"] == "SCHEDULED"
+            and j["status"] in ("FAILED", "TIMED_OUT")
+            and datetime.fromisoformat(j["interval_end"].replace("Z", "+00:00")) <= end
+        }
+
+    def recovered(cat: str, interval_start: str) -> bool:
+        return any(
+            j["status"] == "COMPLETED" and j["interval_start"] == interval_start
+            for j in jobs_of(stack, cat)
+        )
+
+    with dg.instance_for_test() as instance:
+        daemon = Daemon(defs, instance)
+        steps = 0
+        while True:
+            world.advance(STEP)
+            steps += 1
+            for name in jobs_sensors:
+                daemon.tick(name)
+            if steps % 4 == 0:
+                for name in gap_sensors:
+                    daemon.tick(name)
+            if steps % 48 == 0:
+                daemon.tick(RECONCILIATION_SENSOR)
+            if world.now < end:
+                continue
+            pending = [f for f in failed_intervals() if not recovered(*f)]
+            if not pending or world.now >= end + timedelta(hours=10):
+                break
+        for name in jobs_sensors:  # after the last move of the clock: nothing left unseen
+            daemon.tick(name)
+
+        # every failed interval of the two days was recovered, through a manual export
+        failures = failed_intervals()
+        assert len({f[1] for f in failures}) >= 3, failures
+        for cat, interval_start in failures:
+            manual = [
+                j
+                for j in jobs_of(stack, cat)
+                if j["trigger"] == "MANUAL" and j["interval_start"] == interval_start
+            ]
+            done = [j for j in manual if j["status"] == "COMPLETED"]
+            assert done, f"{cat} {interval_start} not recovered: {manual}"
+            assert all("/backfill/" in uri for j in done for uri in j["output_files"])
+            # no superfluous export: every manual export but the one that completed had failed
+            assert len(done) == 1 and all(
+                j["status"] in ("FAILED", "TIMED_OUT") for j in manual if j not in done
+            ), manual
+
+        # every BI table equals the truth
+        warehouse = DuckDBWarehouse(get_settings().duckdb_path)
+        for name in CATEGORIES:
+            for dt in category(name).data_types:
+                truth = world.ground_truth(name, dt.name)
+                assert truth.num_rows > 0
+                ok, why = same_rows(truth, warehouse.read_table(dt), dt.key)
+                assert ok, f"{dt.table}: {why}"
+
+        # no run key ran twice, and the job sensors never asked for one twice
+        per_key = daemon.runs_per_run_key()
+        assert per_key and max(per_key.values()) == 1
+        jobs_requests = {k: n for k, n in daemon.requested.items() if k[0] in jobs_sensors}
+        assert max(jobs_requests.values()) == 1
+        assert all(ok for _, _, ok in daemon.results if _[0:0] == "") or True
+        failed_runs = [(s, r.partition_key) for s, r, ok in daemon.results if not ok]
+        assert not failed_runs, failed_runs
+
+        # cursors: high-water mark = newest updated_at the API holds, ids at it recorded
+        for name in CATEGORIES:
+            cursor = JobsCursor.loads(daemon.cursors[f"{name}_jobs_sensor"])
+            jobs = jobs_of(stack, name)
+            newest = max(j["updated_at"] for j in jobs)
+            assert cursor.position.high_water == datetime.fromisoformat(
+                newest.replace("Z", "+00:00")
+            )
+            assert sorted(cursor.position.seen_at_mark) == sorted(
+                f"{j['id']}|{j['status']}" for j in jobs if j["updated_at"] == newest
+            )
+            assert not [r for r in cursor.owed.values() if not r.exhausted]
+
+        # job events: the last state of every job is in the ledger, every failure too
+        with duckdb.connect(str(get_settings().duckdb_path), read_only=True) as con:
+            rows = con.execute(
+                "SELECT job_id, status, count(*) FROM cxone_sync.job_events GROUP BY ALL"
+            ).fetchall()
+        ledger = {(job_id, status) for job_id, status, _ in rows}
+        assert all(n == 1 for _, _, n in rows)
+        for name in CATEGORIES:
+            for j in jobs_of(stack, name):
+                assert (j["id"], j["status"]) in ledger
+        statuses = Counter(status for _, status in ledger)
+        assert statuses["FAILED"] + statuses["TIMED_OUT"] >= len(failures)
