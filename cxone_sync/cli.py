@@ -128,9 +128,9 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     ensure_dagster_home()
     from dagster import DagsterInstance
 
+    from cxone_sync.definitions import defs as build_defs
     from cxone_sync.defs.ingest.assets import staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
-    from cxone_sync.definitions import defs as build_defs
 
     selected = [category(c) for c in categories] if categories else list(CATEGORIES)
     definitions = build_defs()
@@ -199,9 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[c.name for c in CATEGORIES],
         help="repeatable; default: every category",
     )
-    sub.add_parser(
-        "local-stack", help="start the simulator and a local S3 store", add_help=False
-    )
+    sub.add_parser("local-stack", help="start the simulator and a local S3 store", add_help=False)
     sub.add_parser("sim", help="control a running simulator (advance its clock)", add_help=False)
     sub.add_parser("doctor", help="preflight the API, the bucket and the warehouse")
     sub.add_parser("policy", help="print the IAM and bucket policies to apply", add_help=False)

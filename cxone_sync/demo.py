@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     end = start + timedelta(days=args.days)
     api_port = LOCAL_API_PORT if _free(LOCAL_API_PORT) else 0
     s3_port = LOCAL_S3_PORT if _free(LOCAL_S3_PORT) else 0
-    with LocalStack(SimConfig(start=start, scale=args.scale), api_port=api_port, s3_port=s3_port) as stack:
+    with LocalStack(
+        SimConfig(start=start, scale=args.scale), api_port=api_port, s3_port=s3_port
+    ) as stack:
         os.environ.update(stack.environment())
         print(f"local stack: API {stack.api_url}, S3 {stack.s3_url}")
         stack.world.advance_to(end + timedelta(hours=3))

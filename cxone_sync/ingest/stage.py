@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from cxone_sync.catalog import UPDATED_AT, DataType
 from cxone_sync.cxone.errors import ForeignFileError
-from cxone_sync.cxone.models import Job
+from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.uris import FileRef, validate_job_files
 from cxone_sync.ingest import checks as ck
@@ -139,7 +139,7 @@ def select_jobs(source: ExportSource, window: Window) -> list[Job]:
     jobs = [
         job
         for job in source.iter_jobs(
-            window.data_type.category, statuses=("COMPLETED",), updated_since=window.start
+            window.data_type.category, statuses=(JobStatus.COMPLETED,), updated_since=window.start
         )
         if job.status == "COMPLETED"
         and job.interval_start < window.end

@@ -557,4 +557,3 @@ def _audit_files(
     for uri in [u for u in cursor.acknowledged if u not in owner]:
         del cursor.acknowledged[uri]
     tick.lines.append(f"file audit: {checked} loaded file(s) checked, {mismatched} differ")
-

@@ -52,7 +52,7 @@ def _window(context: dg.AssetExecutionContext, dt: DataType) -> Window:
 
 def _run_root(context: dg.AssetExecutionContext) -> str:
     """Re-execution from failure reuses what the original run staged."""
-    return context.run.root_run_id or context.run_id
+    return context.run.root_run_id or context.run.run_id
 
 
 def check_specs(dt: DataType, pdef: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:

@@ -39,7 +39,7 @@ def build_jobs(categories: tuple[Category, ...]) -> list[dg.UnresolvedAssetJobDe
     for c in categories:
         by_interval.setdefault(c.interval, []).append(c)
     for interval, group in by_interval.items():
-        selection = dg.AssetSelection.assets()
+        selection: dg.AssetSelection = dg.AssetSelection.assets()
         for c in group:
             selection = selection | category_selection(c)
         jobs.append(

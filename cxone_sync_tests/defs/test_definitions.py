@@ -1,0 +1,57 @@
+"""The whole code location loads, and every data type has its assets, checks, jobs and pools."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from cxone_sync.catalog import CATEGORIES, all_data_types
+from cxone_sync.definitions import defs as build_defs
+from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
+from cxone_sync.ingest import checks as ck
+
+
+def test_every_data_type_has_its_chain_and_blocking_partitioned_checks() -> None:
+    defs = build_defs()
+    graph = defs.resolve_asset_graph()
+    for dt in all_data_types():
+        staged = defs.resolve_assets_def(staged_key(dt))
+        table = defs.resolve_assets_def(table_key(dt))
+        assert staged.partitions_def == table.partitions_def
+        assert staged_key(dt) in graph.get(table_key(dt)).parent_keys
+        assert table.group_names_by_key[table_key(dt)] == dt.category
+        specs = {spec.name: spec for spec in staged.check_specs}
+        assert set(specs) == set(ck.BLOCKING_CHECKS)
+        for spec in specs.values():
+            assert spec.blocking, spec.name
+            assert spec.partitions_def == staged.partitions_def, spec.name
+        assert {s.name for s in table.check_specs} == {ck.CROSS_PARTITION_KEYS}
+        assert staged.op.pool == WAREHOUSE_POOL and table.op.pool == WAREHOUSE_POOL
+        assert "duckdb" in table.specs_by_key[table_key(dt)].kinds
+
+
+def test_partitions_follow_the_catalog() -> None:
+    defs = build_defs()
+    for cat in CATEGORIES:
+        pdef = defs.resolve_assets_def(table_key(cat.data_types[0])).partitions_def
+        assert isinstance(pdef, dg.TimeWindowPartitionsDefinition)
+        keys = pdef.get_partition_keys_in_range(
+            dg.PartitionKeyRange("2024-03-15-00:00", "2024-03-15-12:00")
+        )
+        assert len(keys) == (13 if cat.hours == 1 else 3), cat.name
+
+
+def test_jobs_sensors_and_storage_checks_are_registered() -> None:
+    defs = build_defs()
+    jobs = {j.name for j in defs.resolve_all_job_defs()}
+    for cat in CATEGORIES:
+        assert f"sync_{cat.name}_job" in jobs
+    assert {"sync_hourly_categories_job", "sync_6h_categories_job"} <= jobs
+    sensors = {s.name for s in defs.sensors or []}
+    for cat in CATEGORIES:
+        assert f"{cat.name}_jobs_sensor" in sensors
+    bucket_checks = [
+        k
+        for k in defs.resolve_asset_graph().asset_check_keys
+        if k.asset_key == dg.AssetKey(["s3", "cxone_export_bucket"])
+    ]
+    assert len(bucket_checks) == 5

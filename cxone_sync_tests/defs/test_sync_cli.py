@@ -1,0 +1,94 @@
+"""``cxone-sync sync`` runs real Dagster runs in the configured instance, against the simulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cxone_sync.catalog import category
+from cxone_sync.cli import main
+from cxone_sync.simulator.config import CountSkew
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync_tests.fixtures import MakeStack
+from cxone_sync_tests.truth import differences
+
+START = datetime(2024, 3, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def env(make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    stack = make_stack(
+        scale=0.2,
+        record_count_skew=(CountSkew("telephony", START + timedelta(hours=2), 10.0),),
+        duplicate_export_rate=0.3,
+    )
+    for key, value in stack.environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CXONE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    stack.world.advance_to(START + timedelta(hours=8))
+    return stack, tmp_path
+
+
+def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) -> None:  # type: ignore[no-untyped-def]
+    stack, tmp = env
+    args = ["sync", "--start", "2024-03-15T00:00Z", "--end", "2024-03-15T06:00Z"]
+    code = main([*args, "--category", "telephony", "--category", "workforce_management"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "record_count" in out and "2024-03-15-02:00" in out
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 7  # six hourly runs + one 6-hourly run
+        failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
+        assert [r.tags["dagster/partition"] for r in failed] == ["2024-03-15-02:00"]
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(["cxone_staged", "telephony__cdr"]), "record_count")]
+        )
+        assert check
+    warehouse = DuckDBWarehouse(tmp / "data" / "warehouse.duckdb")
+    cdr = category("telephony").data_type("cdr")
+    partitions = set(warehouse.read_table(cdr).column("_cxone_partition").to_pylist())
+    assert "2024-03-15-02:00" not in partitions and len(partitions) == 5
+    adherence = category("workforce_management").data_type("adherence")
+    truth = stack.world.ground_truth(
+        "workforce_management", "adherence", START, START + timedelta(hours=6)
+    )
+    assert differences(truth, warehouse.read_table(adherence), list(adherence.key)) == []
+
+    # repair with a manual export of the bad interval, then sync that hour again
+    stack.world.manual_export(
+        "dl-telephony-prod",
+        {
+            "category": "telephony",
+            "start_time": "2024-03-15T02:00:00Z",
+            "end_time": "2024-03-15T03:00:00Z",
+            "overwrite": False,
+            "destination_prefix": "exports/telephony/backfill/",
+        },
+    )
+    stack.world.advance(timedelta(hours=1))
+    assert (
+        main(
+            [
+                "sync",
+                "--start",
+                "2024-03-15T02:00Z",
+                "--end",
+                "2024-03-15T03:00Z",
+                "--category",
+                "telephony",
+            ]
+        )
+        == 0
+    )
+    for dt in category("telephony").data_types:
+        truth = stack.world.ground_truth("telephony", dt.name, START, START + timedelta(hours=6))
+        assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
+    before = warehouse.read_table(cdr).sort_by("call_uuid")
+    assert main([*args, "--category", "telephony"]) == 0
+    assert warehouse.read_table(cdr).sort_by("call_uuid").equals(before)
