@@ -11,13 +11,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from cxone_sync.defs.automation.ticks import TAG_RUN_KEY
+from cxone_sync.simulator.stack import LocalStack
+from cxone_sync_tests.fixtures import _FOREIGN_ENV
+
+
+def point_platform_at(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    for name in _FOREIGN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in stack.environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CXONE_DATA_DIR", str(data_dir))
+
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -356,7 +356,7 @@ def _loaded_jobs(
     Read from the staged assets' materializations (metadata ``job_ids``) and only counted when
     the table asset was materialized by the same run (the MERGE happened).
     """
-    out: dict[str, set[str] | None] = dict.fromkeys(keys, set())
+    out: dict[str, set[str] | None] = {key: set() for key in keys}
     for dt in category.data_types:
         staged = _latest(instance, staged_key(dt), keys)
         merged = _latest(instance, table_key(dt), keys)

@@ -183,7 +183,7 @@ def build_data_type_assets(
                 description=f"{dt.table} partition {window.partition_key} not merged: {exc}"
             ) from None
         shutil.rmtree(directory, ignore_errors=True)
-        cross = getattr(result, "cross_partition_keys", 0)
+        cross = result.cross_partition_keys
         return dg.MaterializeResult(
             metadata={
                 "files_loaded": result.files_loaded,
