@@ -7,7 +7,10 @@ nothing else in the code base names a category or a key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+PARTITION_FMT = "%Y-%m-%d-%H:%M"
+"""Partition keys: the UTC start of the interval (Dagster's hourly format, for every category)."""
 
 UPDATED_AT = "updated_at"
 """Every record carries this UTC timestamp; of two versions of one key, the newer wins."""
@@ -39,6 +42,16 @@ class Category:
     @property
     def hours(self) -> int:
         return int(self.interval.total_seconds() // 3600)
+
+    def interval_starts(self, start: datetime, end: datetime) -> list[datetime]:
+        """Starts of every interval of this category lying wholly inside [start, end)."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        t = epoch + -((epoch - start) // self.interval) * self.interval  # ceil to a boundary
+        out = []
+        while t + self.interval <= end:
+            out.append(t)
+            t += self.interval
+        return out
 
     def data_type(self, name: str) -> DataType:
         for dt in self.data_types:
@@ -106,6 +119,10 @@ def category(name: str) -> Category:
 
 def all_data_types() -> list[DataType]:
     return [dt for c in CATEGORIES for dt in c.data_types]
+
+
+def partition_key(start: datetime) -> str:
+    return start.strftime(PARTITION_FMT)
 
 
 def default_download_id(category_name: str) -> str:

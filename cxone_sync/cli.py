@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cxone_sync.catalog import CATEGORIES, Category, category
+from cxone_sync.catalog import CATEGORIES, Category, category, partition_key
 from cxone_sync.settings import PROJECT_ROOT, get_settings
 
 
@@ -41,21 +41,6 @@ def ensure_dagster_home() -> Path:
         shutil.copy(source, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
-
-
-def partition_starts(cat: Category, start: datetime, end: datetime) -> list[datetime]:
-    """Starts of every interval of the category inside [start, end)."""
-    step = cat.interval
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    first = epoch + ((start - epoch) // step) * step
-    if first < start:
-        first += step
-    out = []
-    t = first
-    while t + step <= end:
-        out.append(t)
-        t += step
-    return out
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -112,8 +97,7 @@ def _collect(result: Any, partition: str, tables: dict[str, TableSummary]) -> No
                 summary.checks_warned += 1
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             key = event.step_key or ""
-            table = key.split("__", 1)[-1] if "__" in key else key
-            table = table.removeprefix("cxone_staged__").removeprefix("cxone__")
+            table = key.split("__", 1)[-1]  # step keys are {prefix}__{table}
             summary = tables.setdefault(table, TableSummary())
             error = event.event_specific_data.error
             message = (error.message if error else "step failed").strip().splitlines()[0]
@@ -145,8 +129,8 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
             selection = [
                 k for c in group for dt in c.data_types for k in (staged_key(dt), table_key(dt))
             ]
-            for t in partition_starts(group[0], start, end):
-                key = t.strftime("%Y-%m-%d-%H:%M")
+            for t in group[0].interval_starts(start, end):
+                key = partition_key(t)
                 result = job.execute_in_process(
                     instance=instance,
                     partition_key=key,

@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cxone_sync.cli import ensure_dagster_home, sync
     from cxone_sync.simulator.config import SimConfig
     from cxone_sync.simulator.stack import LocalStack
+    from cxone_sync.simulator.truth import differences
     from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     ensure_dagster_home()
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for dt in cat.data_types:
                 truth = stack.world.ground_truth(cat.name, dt.name, start, end)
                 table = warehouse.read_table(dt)
-                same = _same_rows(truth, table, list(dt.key))
+                same = not differences(truth, table, list(dt.key))
                 mismatched += 0 if same else 1
                 print(
                     f"  cxone.{dt.table:32} {table.num_rows:>7} rows  truth {truth.num_rows:>7}  "
@@ -62,15 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     print("\nOpen the UI on the same instance: `make local-stack` in one terminal, `make dev`.")
     return code or (1 if mismatched else 0)
-
-
-def _same_rows(truth, table, key: list[str]) -> bool:  # type: ignore[no-untyped-def]
-    cols = [c for c in truth.column_names if c in table.column_names]
-    if table.num_rows != truth.num_rows or len(cols) != truth.num_columns:
-        return False
-    left = truth.select(cols).sort_by([(k, "ascending") for k in key])
-    right = table.select(cols).cast(left.schema).sort_by([(k, "ascending") for k in key])
-    return bool(left.equals(right))
 
 
 if __name__ == "__main__":

@@ -6,39 +6,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from cxone_sync.catalog import CATEGORIES, default_download_id
-from cxone_sync.cli import partition_starts
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
 from cxone_sync.ingest.load import PartitionLoadOutcome, load_partition
 from cxone_sync.ingest.stage import NoCompletedExportError
 from cxone_sync.settings import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.base import Warehouse
-
-
-def differences(truth: pa.Table, table: pa.Table, key: list[str], limit: int = 5) -> list[str]:
-    """Empty when ``table`` holds exactly the truth's rows (on the truth's columns)."""
-    missing_cols = [c for c in truth.column_names if c not in table.column_names]
-    if missing_cols:
-        return [f"columns missing from the table: {missing_cols}"]
-    order = [(k, "ascending") for k in key]
-    left = truth.sort_by(order)
-    right = table.select(truth.column_names).cast(truth.schema).sort_by(order)
-    if left.num_rows != right.num_rows:
-        return [f"{right.num_rows} rows in the table, {left.num_rows} in the truth"]
-    out = []
-    for name in truth.column_names:
-        a, b = left.column(name), right.column(name)
-        if not a.equals(b):
-            for i in range(left.num_rows):
-                if a[i] != b[i]:
-                    out.append(f"{name} row {i}: truth {a[i]} table {b[i]}")
-                    break
-        if len(out) >= limit:
-            break
-    return out
 
 
 def client_for(api_url: str) -> CXoneClient:
@@ -92,7 +67,7 @@ def load_range_at(
         (cat, dt, t)
         for cat in CATEGORIES
         for dt in cat.data_types
-        for t in partition_starts(cat, start, end)
+        for t in cat.interval_starts(start, end)
     ]
     if order is not None:
         work = [work[i % len(work)] for i in order] + work

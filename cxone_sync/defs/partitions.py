@@ -6,9 +6,7 @@ from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 
-from cxone_sync.catalog import Category
-
-PARTITION_FMT = "%Y-%m-%d-%H:%M"
+from cxone_sync.catalog import PARTITION_FMT, Category
 
 
 def partitions_for(category: Category, start: date) -> dg.TimeWindowPartitionsDefinition:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cxone_sync.catalog import DataType
+from cxone_sync.catalog import DataType, partition_key
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.ingest.stage import PartitionStager, StagedPartition, Window
 from cxone_sync.warehouse.base import MergeResult, Warehouse
@@ -21,10 +21,6 @@ from cxone_sync.warehouse.base import MergeResult, Warehouse
 class PartitionLoadOutcome:
     staged: StagedPartition
     merged: MergeResult | None
-
-
-def partition_key(start: datetime) -> str:
-    return start.strftime("%Y-%m-%d-%H:%M")
 
 
 def load_partition(

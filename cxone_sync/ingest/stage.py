@@ -74,7 +74,6 @@ class StagedPartition:
     skipped_files: list[str]
     outcomes: list[CheckOutcome]
     stats: dict[str, Any] = field(default_factory=dict)
-    schema_hash: str | None = None
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -264,8 +263,9 @@ class PartitionStager:
             and window.start <= r.partition_hour < window.end
         ]
         expected = {f.uri: f.record_count for f in job.files} if job.files is not None else None
+        ledger = self.warehouse.loaded_files([r.uri for r in mine]) if mine else {}
         for ref in mine:
-            self._stage_file(state, ref, window, existing, expected)
+            self._stage_file(state, ref, window, existing, expected, ledger.get(ref.uri, []))
         if expected is None:
             self._check_job_total(state, refs)
         return state
@@ -277,10 +277,11 @@ class PartitionStager:
         window: Window,
         existing: dict[str, str] | None,
         expected: dict[str, int] | None,
+        known: list[tuple[str | None, str]],
     ) -> None:
         job = state.job
         uri = ref.uri
-        fetched = self._fetch(state, ref)
+        fetched = self._fetch(state, ref, known)
         if fetched is None:
             return
         if fetched.path is None:  # same version and bytes already loaded: skip
@@ -319,10 +320,12 @@ class PartitionStager:
             )
         )
 
-    def _fetch(self, state: _JobState, ref: FileRef) -> FetchedFile | None:
+    def _fetch(
+        self, state: _JobState, ref: FileRef, known: list[tuple[str | None, str]]
+    ) -> FetchedFile | None:
+        """Fetch to staging; only hash a file the ledger holds (skipped when unchanged)."""
         job = state.job
         uri = ref.uri
-        known = self.warehouse.loaded_files([uri]).get(uri, [])
         dest = self.staging_dir / f"{job.id}-{len(state.files) + len(state.skipped):05d}.parquet"
         try:
             if known:

@@ -27,7 +27,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 from uuid import uuid4
@@ -45,6 +44,7 @@ from moto.s3.models import FakeKey, s3_backends
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from cxone_sync.settings import LOCAL_HOST, SIM_AWS_KEY, SIM_AWS_REGION
+from cxone_sync.simulator._loopback import LoopbackServer
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def _drop_account(account_id: str) -> None:
         backend_dict.pop(account_id, None)
 
 
-class S3Endpoint:
+class S3Endpoint(LoopbackServer):
     """moto's server on ``127.0.0.1``; ``port=0`` picks a free port. A context manager."""
 
     def __init__(self, port: int = 0, deny: DenyRule | None = None) -> None:
@@ -254,24 +254,10 @@ class S3Endpoint:
         self._app = _EndpointApp(
             DomainDispatcherApplication(create_backend_app), self.account_id, deny or _no_deny
         )
-        self._server: BaseWSGIServer = make_server(
+        server: BaseWSGIServer = make_server(
             LOCAL_HOST, port, self._app, threaded=True, request_handler=_QuietRequestHandler
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"s3-endpoint-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOCAL_HOST}:{self.port}"
+        self._serve(server, "s3-endpoint")
 
     def set_deny(self, deny: DenyRule) -> None:
         """Replace the rule naming the objects the reader may not decrypt."""
@@ -286,21 +272,8 @@ class S3Endpoint:
         return make_client(self.url, access_key=WRITER_ACCESS_KEY)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().stop()
         _drop_account(self.account_id)
-
-    def __enter__(self) -> S3Endpoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def make_client(

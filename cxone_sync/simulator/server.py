@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 
 from cxone_sync.catalog import CATEGORY_BY_NAME
 from cxone_sync.settings import LOCAL_HOST
+from cxone_sync.simulator._loopback import LoopbackServer
 from cxone_sync.simulator.config import SimConfig
 from cxone_sync.simulator.world import BadRequest, Conflict, NotFound
 
@@ -648,42 +648,11 @@ class _HttpServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class ApiServer:
+class ApiServer(LoopbackServer):
     """The simulator API on ``127.0.0.1``; ``port=0`` picks a free port. A context manager."""
 
     def __init__(
         self, world: SimWorld, port: int = 0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.api = SimApi(world, clock)
-        self._server = _HttpServer((LOCAL_HOST, port), self.api)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"sim-api-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOCAL_HOST}:{self.port}"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> ApiServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._serve(_HttpServer((LOCAL_HOST, port), self.api), "sim-api")

@@ -223,3 +223,26 @@ def unfilled(
             reason = JOB_FAILED if status == "FAILED" else JOB_TIMED_OUT
             out.append(_exclusion(dt, part.start, part.end, reason, job_id))
     return out
+
+
+def differences(truth: pa.Table, table: pa.Table, key: list[str], limit: int = 5) -> list[str]:
+    """Empty when ``table`` holds exactly the truth's rows (on the truth's columns)."""
+    missing_cols = [c for c in truth.column_names if c not in table.column_names]
+    if missing_cols:
+        return [f"columns missing from the table: {missing_cols}"]
+    order = [(k, "ascending") for k in key]
+    left = truth.sort_by(order)
+    right = table.select(truth.column_names).cast(truth.schema).sort_by(order)
+    if left.num_rows != right.num_rows:
+        return [f"{right.num_rows} rows in the table, {left.num_rows} in the truth"]
+    out = []
+    for name in truth.column_names:
+        a, b = left.column(name), right.column(name)
+        if not a.equals(b):
+            for i in range(left.num_rows):
+                if a[i] != b[i]:
+                    out.append(f"{name} row {i}: truth {a[i]} table {b[i]}")
+                    break
+        if len(out) >= limit:
+            break
+    return out

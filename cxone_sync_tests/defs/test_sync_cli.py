@@ -11,9 +11,9 @@ import pytest
 from cxone_sync.catalog import category
 from cxone_sync.cli import main
 from cxone_sync.simulator.config import CountSkew
+from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.fixtures import MakeStack
-from cxone_sync_tests.truth import differences
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
 

@@ -13,9 +13,10 @@ from cxone_sync.catalog import category
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.load import PartitionLoadOutcome
 from cxone_sync.simulator.config import CountSkew, DriftSpec
+from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.fixtures import MakeStack
-from cxone_sync_tests.truth import client_for, differences
+from cxone_sync_tests.truth import client_for
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
 BAD = START + timedelta(hours=2)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from cxone_sync.catalog import DataType, category
+from cxone_sync.catalog import DataType, category, partition_key
 from cxone_sync.warehouse.base import MergeResult, StagedFile
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 
@@ -56,7 +56,7 @@ def merge(
     data_type: DataType = CDR,
 ) -> MergeResult:
     start = T0 + timedelta(hours=hour)
-    key = start.strftime("%Y-%m-%d-%H:%M")
+    key = partition_key(start)
     return warehouse.merge_partition(data_type, key, start, start + timedelta(hours=1), files)
 
 
