@@ -65,10 +65,14 @@ def _meta(event: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
 
 
-def _collect(result: Any, partition: str, tables: dict[str, TableSummary]) -> None:
+def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSummary]) -> None:
+    """Fold one run's events (one partition or a range of them) into the per-table summary."""
     from dagster import DagsterEventType
 
-    merged: set[str] = set()
+    merged: dict[str, int] = {}
+    staged_ranges: set[str] = set()
+    failed_steps: dict[str, str] = {}
+    blocked: dict[str, dict[str, str]] = {}
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
@@ -76,10 +80,14 @@ def _collect(result: Any, partition: str, tables: dict[str, TableSummary]) -> No
             meta = _meta(mat)
             summary = tables.setdefault(table, TableSummary())
             if prefix == "cxone_staged":
+                if "partitions" in meta:  # a ranged step: one summary for the whole range
+                    if table in staged_ranges:
+                        continue
+                    staged_ranges.add(table)
                 summary.files += int(meta.get("files", 0))
                 summary.rows_in += int(meta.get("rows_in_files", 0))
             elif prefix == "cxone":
-                merged.add(table)
+                merged[table] = merged.get(table, 0) + 1
                 summary.partitions_ok += 1
                 summary.inserted += int(meta.get("rows_inserted", 0))
                 summary.updated += int(meta.get("rows_updated", 0))
@@ -88,33 +96,54 @@ def _collect(result: Any, partition: str, tables: dict[str, TableSummary]) -> No
             evaluation = event.event_specific_data
             table = evaluation.asset_key.path[-1]
             summary = tables.setdefault(table, TableSummary())
+            where = evaluation.partition or partitions[0]
             if not evaluation.passed:
                 summary.checks_failed += 1
                 summary.problems.append(
-                    f"{partition} {evaluation.check_name}: {evaluation.description}"
+                    f"{where} {evaluation.check_name}: {evaluation.description}"
                 )
             elif evaluation.severity.value == "WARN" and evaluation.description != "ok":
                 summary.checks_warned += 1
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             key = event.step_key or ""
             table = key.split("__", 1)[-1]  # step keys are {prefix}__{table}
-            summary = tables.setdefault(table, TableSummary())
-            error = event.event_specific_data.error
-            message = (error.message if error else "step failed").strip().splitlines()[0]
-            summary.problems.append(f"{partition}: {message}")
+            tables.setdefault(table, TableSummary())
+            failure = event.event_specific_data
+            user = failure.user_failure_data
+            named = _meta(user).get("blocked") if user else None
+            if isinstance(named, dict):  # a ranged MERGE: the partitions it did not merge
+                blocked.setdefault(table, {}).update(named)
+                continue
+            text = user.description if user and user.description else None
+            if not text:
+                text = failure.error.message if failure.error else "step failed"
+            failed_steps[table] = text.strip().splitlines()[0]
     for table, summary in tables.items():
-        if table not in merged and any(p.startswith(partition) for p in summary.problems):
-            summary.partitions_failed += 1
+        named = blocked.get(table, {})
+        for key, why in sorted(named.items()):
+            if not any(p.startswith(key) for p in summary.problems):
+                summary.problems.append(f"{key}: {why.strip().splitlines()[0] if why else '?'}")
+        summary.partitions_failed += len(named)
+        if table in failed_steps:  # a whole step failed: none of its partitions merged
+            where = partitions[0] if len(partitions) == 1 else f"{partitions[0]}..{partitions[-1]}"
+            summary.problems.append(f"{where}: {failed_steps[table]}")
+            summary.partitions_failed += len(partitions) - merged.get(table, 0)
 
 
 def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     """Materialize every partition in [start, end) of the categories; 0 when all loaded."""
     ensure_dagster_home()
     from dagster import DagsterInstance
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
 
     from cxone_sync.definitions import defs as build_defs
     from cxone_sync.defs.ingest.assets import staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
+
+    per_run = get_settings().cxone_backfill_partitions_per_run
 
     selected = [category(c) for c in categories] if categories else list(CATEGORIES)
     definitions = build_defs()
@@ -129,19 +158,25 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
             selection = [
                 k for c in group for dt in c.data_types for k in (staged_key(dt), table_key(dt))
             ]
-            for t in group[0].interval_starts(start, end):
-                key = partition_key(t)
+            keys = [partition_key(t) for t in group[0].interval_starts(start, end)]
+            # Batched like a UI backfill: ranges of partitions, each partition checked alone.
+            for i in range(0, len(keys), per_run):
+                chunk = keys[i : i + per_run]
+                tags = {"cxone/trigger": "cli-sync"}
+                if len(chunk) > 1:
+                    tags[ASSET_PARTITION_RANGE_START_TAG] = chunk[0]
+                    tags[ASSET_PARTITION_RANGE_END_TAG] = chunk[-1]
                 result = job.execute_in_process(
                     instance=instance,
-                    partition_key=key,
+                    partition_key=chunk[0] if len(chunk) == 1 else None,
                     asset_selection=selection,
                     raise_on_error=False,
-                    tags={"cxone/trigger": "cli-sync"},
+                    tags=tags,
                     run_config=QUIET,
                 )
                 runs += 1
                 failed_runs += 0 if result.success else 1
-                _collect(result, key, tables)
+                _collect(result, chunk, tables)
     _print_summary(tables, runs, failed_runs)
     return 1 if failed_runs else 0
 

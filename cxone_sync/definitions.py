@@ -16,6 +16,8 @@ from cxone_sync.settings import get_settings
 
 # Partition-aware asset checks are a preview in Dagster 1.13 (the tested range in pyproject).
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+# Backfill policies (ranged runs for UI backfills) are beta in 1.13.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 @dg.definitions
@@ -24,7 +26,10 @@ def defs() -> dg.Definitions:
     jobs = build_jobs(CATEGORIES)
     core = dg.Definitions(
         assets=build_ingest_assets(
-            CATEGORIES, settings.cxone_partitions_start, settings.cxone_warehouse
+            CATEGORIES,
+            settings.cxone_partitions_start,
+            settings.cxone_warehouse,
+            settings.cxone_backfill_partitions_per_run,
         ),
         jobs=jobs,
         sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     cxone_duckdb_path: Path | None = Field(default=None, alias="CXONE_DUCKDB_PATH")
     cxone_duckdb_memory_limit: str | None = Field(default=None, alias="CXONE_DUCKDB_MEMORY_LIMIT")
     cxone_record_count_tolerance: float = Field(default=0.05, alias="CXONE_RECORD_COUNT_TOLERANCE")
+    cxone_backfill_partitions_per_run: int = Field(
+        default=24, ge=1, alias="CXONE_BACKFILL_PARTITIONS_PER_RUN"
+    )
+    """UI backfills: partitions per run (24 = one day of an hourly category per run)."""
 
     @field_validator("cxone_download_ids", mode="before")
     @classmethod

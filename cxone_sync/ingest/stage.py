@@ -75,6 +75,11 @@ class StagedPartition:
     outcomes: list[CheckOutcome]
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def blocked_reasons(self) -> list[str]:
+        """Why the partition is blocked: the description of every failing ERROR gate."""
+        return [o.description for o in self.outcomes if not o.passed and o.severity == "ERROR"]
+
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         doc = {
@@ -91,6 +96,7 @@ class StagedPartition:
             "superseded_jobs": self.superseded_jobs,
             "skipped_files": self.skipped_files,
             "stats": self.stats,
+            "blocked_reasons": self.blocked_reasons,
         }
         target = directory / MANIFEST
         target.write_text(json.dumps(doc, indent=1, default=str))

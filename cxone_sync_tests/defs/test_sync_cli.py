@@ -43,9 +43,32 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
     assert "record_count" in out and "2024-03-15-02:00" in out
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 7  # six hourly runs + one 6-hourly run
-        failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
-        assert [r.tags["dagster/partition"] for r in failed] == ["2024-03-15-02:00"]
+        # batched like a UI backfill: one ranged run per interval length, not one per partition
+        assert len(runs) == 2
+        ranges = {
+            r.job_name: (
+                r.tags.get("dagster/asset_partition_range_start", r.tags.get("dagster/partition")),
+                r.tags.get("dagster/asset_partition_range_end", r.tags.get("dagster/partition")),
+                r.status,
+            )
+            for r in runs
+        }
+        assert ranges == {
+            "sync_hourly_categories_job": (
+                "2024-03-15-00:00",
+                "2024-03-15-05:00",
+                dg.DagsterRunStatus.FAILURE,
+            ),
+            "sync_6h_categories_job": (
+                "2024-03-15-00:00",
+                "2024-03-15-00:00",
+                dg.DagsterRunStatus.SUCCESS,
+            ),
+        }
+        table_key = dg.AssetKey(["cxone", "telephony__cdr"])
+        assert instance.get_materialized_partitions(table_key) == {
+            f"2024-03-15-{h:02d}:00" for h in (0, 1, 3, 4, 5)
+        }
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey(["cxone_staged", "telephony__cdr"]), "record_count")]
         )

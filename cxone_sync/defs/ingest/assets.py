@@ -7,14 +7,19 @@ failing blocking check on the staged asset stops the MERGE of that partition onl
 
 import re
 import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category, DataType
+from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.ingest import checks as ck
@@ -24,7 +29,7 @@ from cxone_sync.ingest.stage import (
     StagedPartition,
     Window,
 )
-from cxone_sync.warehouse.base import DataError, SchemaError
+from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, StagedFile
 
 STAGED_PREFIX = "cxone_staged"
 TABLE_PREFIX = "cxone"
@@ -43,11 +48,6 @@ def table_key(dt: DataType) -> dg.AssetKey:
 def staging_path(base: str, dt: DataType, partition_key: str, run_id: str) -> Path:
     safe = re.sub(r"[^0-9A-Za-z_-]", "_", partition_key)
     return Path(base) / dt.table / safe / run_id
-
-
-def _window(context: dg.AssetExecutionContext, dt: DataType) -> Window:
-    tw = context.partition_time_window
-    return Window(dt, context.partition_key, tw.start, tw.end)
 
 
 def _run_root(context: dg.AssetExecutionContext) -> str:
@@ -72,14 +72,92 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _windows(context: dg.AssetExecutionContext, dt: DataType) -> list[Window]:
+    """The partitions of the run: one, or a range (a UI backfill batched by its policy)."""
+    pdef = context.assets_def.partitions_def
+    assert isinstance(pdef, dg.TimeWindowPartitionsDefinition)
+    windows = []
+    for key in context.partition_keys:
+        tw = pdef.time_window_for_partition_key(key)
+        windows.append(Window(dt, key, tw.start, tw.end))
+    return windows
+
+
+def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None]]:
+    """A ranged step reports its checks per partition itself; the check outputs still close."""
+    for name in context.assets_def.check_specs_by_output_name:
+        yield dg.Output(None, output_name=name)
+
+
+def _latest_materialization(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """What a check evaluation of one partition was evaluated against (as a single run links it)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+
+
+def _blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Failure:
+    listed = "\n".join(f"  {key}: {why}" for key, why in sorted(blocked.items()))
+    return dg.Failure(
+        description=f"{dt.table}: {len(blocked)} of {total} partitions not merged; the other "
+        f"{total - len(blocked)} were. Blocked:\n{listed}\nFix the cause (the check or message "
+        "names it) and re-run the failed partitions (Backfills > re-execute failed).",
+        metadata={"table": dt.table, "blocked": dg.MetadataValue.json(blocked)},
+    )
+
+
 def build_data_type_assets(
-    category: Category, dt: DataType, pdef: dg.PartitionsDefinition, warehouse_kind: str
+    category: Category,
+    dt: DataType,
+    pdef: dg.PartitionsDefinition,
+    warehouse_kind: str,
+    partitions_per_run: int = 24,
 ) -> list[dg.AssetsDefinition]:
     pool = WAREHOUSE_POOL
+    # Staged and table share the policy, so a backfill puts both in the same ranged run.
+    backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run)
+
+    def stage_one(
+        client: CXoneClient,
+        s3: S3Resource,
+        warehouse: WarehouseResource,
+        ingest: IngestResource,
+        prefix: str,
+        window: Window,
+        run_root: str,
+    ) -> StagedPartition:
+        stager = PartitionStager(
+            source=client,
+            s3_client=s3.get_client(),
+            warehouse=warehouse.get(),
+            bucket=ingest.bucket,
+            prefixes=[prefix],
+            staging_dir=staging_path(ingest.staging_dir, dt, window.partition_key, run_root),
+            tolerance=ingest.tolerance(category.name),
+        )
+        return stager.stage(window)
+
+    def staged_metadata(staged: StagedPartition, window: Window) -> dict[str, Any]:
+        return {
+            **staged.stats,
+            "blocked": staged.blocked,
+            "job_ids": ", ".join(staged.jobs),
+            "superseded_jobs": ", ".join(staged.superseded_jobs),
+            "window": f"{_iso(window.start)} .. {_iso(window.end)}",
+        }
 
     @dg.asset(
         key=staged_key(dt),
         partitions_def=pdef,
+        backfill_policy=backfill_policy,
         group_name=category.name,
         kinds={"s3", "parquet"},
         check_specs=check_specs(dt, pdef),
@@ -94,60 +172,99 @@ def build_data_type_assets(
         s3: S3Resource,
         warehouse: WarehouseResource,
         ingest: IngestResource,
-    ) -> dg.MaterializeResult:
-        window = _window(context, dt)
-        directory = staging_path(ingest.staging_dir, dt, window.partition_key, _run_root(context))
+    ) -> Iterator[Any]:
+        windows = _windows(context, dt)
+        run_root = _run_root(context)
         with cxone.client() as client:
             prefix = client.download_config(category.name).destination.prefix
-            stager = PartitionStager(
-                source=client,
-                s3_client=s3.get_client(),
-                warehouse=warehouse.get(),
-                bucket=ingest.bucket,
-                prefixes=[prefix],
-                staging_dir=directory,
-                tolerance=ingest.tolerance(category.name),
-            )
-            try:
-                staged = stager.stage(window)
-            except NoCompletedExportError as exc:
-                raise dg.Failure(
-                    description=str(exc),
-                    metadata={"partition": window.partition_key, "table": dt.table},
-                ) from None
-        results = [
-            dg.AssetCheckResult(
-                check_name=o.name,
-                passed=o.passed,
-                severity=dg.AssetCheckSeverity(o.severity),
-                description=o.description,
-                metadata=_jsonable(o.metadata),
-            )
-            for o in staged.outcomes
-        ]
-        if staged.blocked:
-            context.log.error(
-                f"{dt.table} partition {window.partition_key} is blocked: "
-                + "; ".join(o.description for o in staged.outcomes if not o.passed)
-            )
-        return dg.MaterializeResult(
+            if context.has_partition_key:
+                # One partition: Dagster's own blocking checks stop this partition's MERGE.
+                window = windows[0]
+                try:
+                    staged = stage_one(client, s3, warehouse, ingest, prefix, window, run_root)
+                except NoCompletedExportError as exc:
+                    raise dg.Failure(
+                        description=str(exc),
+                        metadata={"partition": window.partition_key, "table": dt.table},
+                    ) from None
+                if staged.blocked:
+                    context.log.error(
+                        f"{dt.table} partition {window.partition_key} is blocked: "
+                        + "; ".join(staged.blocked_reasons)
+                    )
+                yield dg.MaterializeResult(
+                    metadata=staged_metadata(staged, window),
+                    check_results=[
+                        dg.AssetCheckResult(
+                            check_name=o.name,
+                            passed=o.passed,
+                            severity=dg.AssetCheckSeverity(o.severity),
+                            description=o.description,
+                            metadata=_jsonable(o.metadata),
+                        )
+                        for o in staged.outcomes
+                    ],
+                )
+                return
+            # A range (a batched backfill): every partition is staged and checked on its own.
+            # Dagster blocks per step, so here the gate is enforced per partition by the MERGE
+            # step, which skips the blocked partitions and fails the run naming them.
+            outcomes: dict[str, StagedPartition] = {}
+            blocked: dict[str, str] = {}
+            for window in windows:
+                try:
+                    staged = stage_one(client, s3, warehouse, ingest, prefix, window, run_root)
+                except NoCompletedExportError as exc:
+                    _save_blocked_stub(ingest, dt, window, run_root, str(exc))
+                    blocked[window.partition_key] = str(exc)
+                    continue
+                outcomes[window.partition_key] = staged
+                if staged.blocked:
+                    blocked[window.partition_key] = "; ".join(staged.blocked_reasons)
+        for key, why in sorted(blocked.items()):
+            context.log.error(f"{dt.table} partition {key} is blocked: {why}")
+        yield dg.MaterializeResult(
             metadata={
-                **staged.stats,
-                "blocked": staged.blocked,
-                "job_ids": ", ".join(staged.jobs),
-                "superseded_jobs": ", ".join(staged.superseded_jobs),
-                "window": f"{_iso(window.start)} .. {_iso(window.end)}",
-            },
-            check_results=results,
+                "partitions": len(windows),
+                "partitions_blocked": len(blocked),
+                "blocked": dg.MetadataValue.json(blocked),
+                "rows_in_files": sum(o.stats.get("rows_in_files", 0) for o in outcomes.values()),
+                "files": sum(o.stats.get("files", 0) for o in outcomes.values()),
+                "files_staged": sum(o.stats.get("files_staged", 0) for o in outcomes.values()),
+                "window": f"{_iso(windows[0].start)} .. {_iso(windows[-1].end)}",
+            }
         )
+        yield from _check_outputs(context)
+        for key, staged in outcomes.items():
+            target = _latest_materialization(context, staged_key(dt), key)
+            for o in staged.outcomes:
+                yield dg.AssetCheckEvaluation(
+                    asset_key=staged_key(dt),
+                    check_name=o.name,
+                    passed=o.passed,
+                    severity=dg.AssetCheckSeverity(o.severity),
+                    description=o.description,
+                    metadata={
+                        **_jsonable(o.metadata),
+                        "enforced_by": "MERGE step of this ranged run (skips the partition)",
+                    },
+                    target_materialization_data=target,
+                    # Not Dagster-blocking: a failed blocking evaluation would stop the MERGE
+                    # step of the whole range; the MERGE step enforces it per partition instead.
+                    blocking=False,
+                    partition=key,
+                )
 
     @dg.asset(
         key=table_key(dt),
         deps=[staged_key(dt)],
         partitions_def=pdef,
+        backfill_policy=backfill_policy,
         group_name=category.name,
         kinds={warehouse_kind},
         pool=pool,
+        # A ranged run records a materialization per merged partition, none for blocked ones.
+        output_required=False,
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=category.freshness),
         check_specs=[
             dg.AssetCheckSpec(
@@ -165,56 +282,137 @@ def build_data_type_assets(
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         ingest: IngestResource,
-    ) -> dg.MaterializeResult:
-        window = _window(context, dt)
-        directory = staging_path(ingest.staging_dir, dt, window.partition_key, _run_root(context))
-        try:
-            doc, files = StagedPartition.load_files(directory)
-        except FileNotFoundError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        if doc["blocked"]:
-            raise dg.Failure(description=f"{dt.table} {window.partition_key} is blocked")
-        try:
-            result = warehouse.get().merge_partition(
-                dt, window.partition_key, window.start, window.end, files
-            )
-        except (SchemaError, DataError) as exc:
-            raise dg.Failure(
-                description=f"{dt.table} partition {window.partition_key} not merged: {exc}"
-            ) from None
-        shutil.rmtree(directory, ignore_errors=True)
-        cross = result.cross_partition_keys
-        return dg.MaterializeResult(
-            metadata={
-                "files_loaded": result.files_loaded,
-                "files_skipped": result.files_skipped + len(doc.get("skipped_files", [])),
-                "rows_read": result.rows_read,
-                "in_file_duplicates_dropped": result.duplicates_dropped,
-                "rows_inserted": result.rows_inserted,
-                "rows_updated": result.rows_updated,
-                "stale_rows_ignored": result.rows_stale,
-                "columns_added": ", ".join(result.columns_added),
-                "columns_widened": ", ".join(result.columns_widened),
-                "schema_hash": result.schema_hash,
-                **{f"seconds_{k}": round(v, 3) for k, v in result.seconds.items()},
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=ck.CROSS_PARTITION_KEYS,
-                    passed=True,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    description=(
-                        f"{cross} keys of this partition first arrived in another partition "
-                        "(late updates are legitimate)"
-                        if cross
-                        else "ok"
-                    ),
-                    metadata={"cross_partition_keys": cross},
+    ) -> Iterator[Any]:
+        windows = _windows(context, dt)
+        run_root = _run_root(context)
+        if context.has_partition_key:
+            window = windows[0]
+            directory = staging_path(ingest.staging_dir, dt, window.partition_key, run_root)
+            try:
+                doc, files = StagedPartition.load_files(directory)
+            except FileNotFoundError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            if doc["blocked"]:
+                raise dg.Failure(
+                    description=f"{dt.table} {window.partition_key} is blocked: "
+                    + "; ".join(doc.get("blocked_reasons", []))
                 )
-            ],
+            try:
+                result = merge_one(warehouse, window, doc, files, directory)
+            except (SchemaError, DataError) as exc:
+                raise dg.Failure(
+                    description=f"{dt.table} partition {window.partition_key} not merged: {exc}"
+                ) from None
+            yield dg.MaterializeResult(
+                metadata=merge_metadata(result, doc),
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name=ck.CROSS_PARTITION_KEYS,
+                        passed=True,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        **cross_partition_result(result),
+                    )
+                ],
+            )
+            return
+        # A range: merge every partition the staging step let through, one transaction each.
+        blocked: dict[str, str] = {}
+        merged: list[tuple[str, MergeResult]] = []
+        for window in windows:
+            key = window.partition_key
+            directory = staging_path(ingest.staging_dir, dt, key, run_root)
+            try:
+                doc, files = StagedPartition.load_files(directory)
+            except FileNotFoundError as exc:
+                blocked[key] = str(exc)
+                continue
+            if doc["blocked"]:
+                blocked[key] = "; ".join(doc.get("blocked_reasons", [])) or "blocked"
+                continue
+            try:
+                result = merge_one(warehouse, window, doc, files, directory)
+            except (SchemaError, DataError) as exc:
+                blocked[key] = f"not merged: {exc}"
+                continue
+            merged.append((key, result))
+            yield dg.AssetMaterialization(
+                asset_key=table_key(dt), partition=key, metadata=merge_metadata(result, doc)
+            )
+        yield from _check_outputs(context)
+        for key, result in merged:
+            yield dg.AssetCheckEvaluation(
+                asset_key=table_key(dt),
+                check_name=ck.CROSS_PARTITION_KEYS,
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                target_materialization_data=_latest_materialization(context, table_key(dt), key),
+                partition=key,
+                **cross_partition_result(result),
+            )
+        if blocked:
+            raise _blocked_failure(dt, len(windows), blocked)
+
+    def merge_one(
+        warehouse: WarehouseResource,
+        window: Window,
+        doc: dict[str, Any],
+        files: list[StagedFile],
+        directory: Path,
+    ) -> MergeResult:
+        result = warehouse.get().merge_partition(
+            dt, window.partition_key, window.start, window.end, files
         )
+        shutil.rmtree(directory, ignore_errors=True)
+        return result
 
     return [_staged, _table]
+
+
+def merge_metadata(result: MergeResult, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "files_loaded": result.files_loaded,
+        "files_skipped": result.files_skipped + len(doc.get("skipped_files", [])),
+        "rows_read": result.rows_read,
+        "in_file_duplicates_dropped": result.duplicates_dropped,
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "stale_rows_ignored": result.rows_stale,
+        "columns_added": ", ".join(result.columns_added),
+        "columns_widened": ", ".join(result.columns_widened),
+        "schema_hash": result.schema_hash,
+        **{f"seconds_{k}": round(v, 3) for k, v in result.seconds.items()},
+    }
+
+
+def cross_partition_result(result: MergeResult) -> dict[str, Any]:
+    cross = result.cross_partition_keys
+    return {
+        "description": (
+            f"{cross} keys of this partition first arrived in another partition "
+            "(late updates are legitimate)"
+            if cross
+            else "ok"
+        ),
+        "metadata": {"cross_partition_keys": cross},
+    }
+
+
+def _save_blocked_stub(
+    ingest: IngestResource, dt: DataType, window: Window, run_root: str, why: str
+) -> None:
+    """A partition with nothing to stage still tells the MERGE step why."""
+    StagedPartition(
+        table=dt.table,
+        partition_key=window.partition_key,
+        window_start=window.start,
+        window_end=window.end,
+        blocked=True,
+        files=[],
+        jobs=[],
+        superseded_jobs=[],
+        skipped_files=[],
+        outcomes=[ck.CheckOutcome("export", False, "ERROR", why)],
+    ).save(staging_path(ingest.staging_dir, dt, window.partition_key, run_root))
 
 
 def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -229,11 +427,16 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_ingest_assets(
-    categories: tuple[Category, ...], start: Any, warehouse_kind: str
+    categories: tuple[Category, ...],
+    start: Any,
+    warehouse_kind: str,
+    partitions_per_run: int = 24,
 ) -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
     for category in categories:
         pdef = partitions_for(category, start)
         for dt in category.data_types:
-            assets.extend(build_data_type_assets(category, dt, pdef, warehouse_kind))
+            assets.extend(
+                build_data_type_assets(category, dt, pdef, warehouse_kind, partitions_per_run)
+            )
     return assets

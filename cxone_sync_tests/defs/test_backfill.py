@@ -1,0 +1,247 @@
+"""UI backfills: a range of partitions is batched into few runs by the assets' backfill policy,
+and the blocking gates still hold per partition.
+
+Drives Dagster's own backfill daemon iteration (what the UI's "Materialize > backfill" submits)
+against a real on-disk instance, with the workspace loaded from ``cxone_sync.definitions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster import AssetCheckEvaluation
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.instance_for_test import instance_for_test
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    BACKFILL_ID_TAG,
+)
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.backfill import execute_backfill_iteration
+
+from cxone_sync.catalog import category, partition_key
+from cxone_sync.ingest import checks as ck
+from cxone_sync.simulator.config import CountSkew
+from cxone_sync.simulator.truth import differences
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync_tests.defs.test_automation_support import point_platform_at
+from cxone_sync_tests.fixtures import MakeStack
+
+START = datetime(2024, 3, 15, tzinfo=UTC)
+DAYS = 2
+BAD = START + timedelta(days=1, hours=5)
+"""An hour whose export's manifest overstates the rows by 10%: record_count fails."""
+LOG = logging.getLogger("backfill-test")
+
+
+@pytest.fixture
+def workspace(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[object, WorkspaceProcessContext, dg.DagsterInstance]]:
+    stack = make_stack(
+        scale=0.1,
+        categories=("ivr", "workforce_management"),
+        record_count_skew=(CountSkew("ivr", BAD, 10.0),),
+        duplicate_export_rate=0.3,
+        late_update_rate=0.1,
+    )
+    point_platform_at(stack, monkeypatch, tmp_path / "data")
+    stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
+    home = tmp_path / "home"
+    home.mkdir()
+    target = InProcessWorkspaceLoadTarget(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(
+                executable_path=sys.executable,
+                module_name="cxone_sync.definitions",
+                attribute="defs",
+                working_directory=str(Path(__file__).parents[2]),
+            ),
+            location_name="cxone_sync",
+        )
+    )
+    with (
+        instance_for_test(
+            temp_dir=str(home), synchronous_run_launcher=True, synchronous_run_coordinator=True
+        ) as instance,
+        create_test_daemon_workspace_context(target, instance) as context,
+    ):
+        yield stack, context, instance
+
+
+def _backfill(
+    context: WorkspaceProcessContext,
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey],
+    partitions: list[str],
+) -> PartitionBackfill:
+    """Submit an asset backfill as the UI does, then tick the daemon until it is done."""
+    backfill_id = f"bf{len(instance.get_backfills())}"
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=backfill_id,
+        asset_graph=context.create_request_context().asset_graph,
+        partition_names=partitions,
+        asset_selection=keys,
+        backfill_timestamp=datetime.now(UTC).timestamp(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=None,
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    for _ in range(20):
+        list(execute_backfill_iteration(context, LOG))
+        done = instance.get_backfill(backfill_id)
+        assert done is not None
+        if done.status != BulkActionStatus.REQUESTED:
+            return done
+    raise AssertionError(f"backfill {backfill_id} did not finish: {done.status}")
+
+
+def _evaluation(record: Any) -> AssetCheckEvaluation:
+    event = record.event.dagster_event
+    assert event is not None
+    data = event.event_specific_data
+    assert isinstance(data, AssetCheckEvaluation)
+    return data
+
+
+def _keys(name: str, prefix: str) -> list[dg.AssetKey]:
+    return [dg.AssetKey([prefix, dt.table]) for dt in category(name).data_types]
+
+
+def _partitions(name: str) -> list[str]:
+    return [
+        partition_key(s)
+        for s in category(name).interval_starts(START, START + timedelta(days=DAYS))
+    ]
+
+
+def test_backfill_batches_runs_and_blocks_only_the_bad_partition(workspace) -> None:  # type: ignore[no-untyped-def]
+    stack, context, instance = workspace
+    ivr = category("ivr")
+    session = ivr.data_type("ivr_session")
+    keys = _keys("ivr", "cxone_staged") + _keys("ivr", "cxone")
+    partitions = _partitions("ivr")
+    assert len(partitions) == 48
+
+    backfill = _backfill(context, instance, keys, partitions)
+
+    # 48 hourly partitions, 24 per run: two runs, each a partition range, not 48 runs
+    runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
+    ranges = sorted(
+        (r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG], r.status)
+        for r in runs
+    )
+    assert ranges == [
+        (partitions[0], partitions[23], dg.DagsterRunStatus.SUCCESS),
+        (partitions[24], partitions[47], dg.DagsterRunStatus.FAILURE),
+    ]
+    bad = partition_key(BAD)
+
+    # the bad hour's record_count check failed for that partition only, with the numbers
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(["cxone_staged", session.table]), ck.RECORD_COUNT),
+        limit=200,
+    )
+    by_partition = {r.partition: r for r in records}
+    assert set(by_partition) == set(partitions)
+    failed = {p for p, r in by_partition.items() if not _evaluation(r).passed}
+    assert failed == {bad}
+    evaluation = _evaluation(by_partition[bad])
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert evaluation.metadata["deviation"].value > 0.05
+
+    # the BI table: every partition but the bad one materialized and loaded
+    table = dg.AssetKey(["cxone", session.table])
+    materialized = instance.get_materialized_partitions(table)
+    assert materialized == set(partitions) - {bad}
+    staged_materialized = instance.get_materialized_partitions(
+        dg.AssetKey(["cxone_staged", session.table])
+    )
+    assert staged_materialized == set(partitions)
+    warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
+    loaded = set(warehouse.read_table(session).column("_cxone_partition").to_pylist())
+    assert loaded == set(partitions) - {bad}
+
+    # the backfill names the bad partition as failed, the rest as materialized
+    data = backfill.asset_backfill_data
+    assert data is not None
+    assert set(
+        data.failed_and_downstream_subset.get_partitions_subset(table).get_partition_keys()
+    ) == {bad}
+    assert backfill.status == BulkActionStatus.COMPLETED_FAILED
+
+    # the failed run says which partition and why
+    failure = next(r for r in runs if r.status == dg.DagsterRunStatus.FAILURE)
+    messages = [
+        e.dagster_event.step_failure_data.user_failure_data.description
+        for e in instance.all_logs(failure.run_id)
+        if e.dagster_event
+        and e.dagster_event.is_step_failure
+        and e.dagster_event.step_failure_data.user_failure_data
+    ]
+    assert len(messages) == 1 and bad in messages[0] and "1 of 24" in messages[0], messages
+    assert "record_count" in messages[0] or "rows" in messages[0], messages
+
+    # repair: re-export the bad hour, re-run only the failed partition as a backfill
+    stack.world.manual_export(
+        "dl-ivr-prod",
+        {
+            "category": "ivr",
+            "start_time": BAD.isoformat().replace("+00:00", "Z"),
+            "end_time": (BAD + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+            "overwrite": False,
+            "destination_prefix": "exports/ivr/backfill/",
+        },
+    )
+    stack.world.advance(timedelta(hours=1))
+    retry = _backfill(context, instance, keys, [bad])
+    assert retry.status == BulkActionStatus.COMPLETED_SUCCESS
+    truth = stack.world.ground_truth("ivr", "ivr_session", START, START + timedelta(days=DAYS))
+    assert differences(truth, warehouse.read_table(session), list(session.key)) == []
+
+    # the same backfill again changes nothing: same rows, one run per 24 partitions
+    before = warehouse.read_table(session).sort_by([(k, "ascending") for k in session.key])
+    again = _backfill(context, instance, keys, partitions)
+    assert again.status == BulkActionStatus.COMPLETED_SUCCESS
+    assert (
+        warehouse.read_table(session)
+        .sort_by([(k, "ascending") for k in session.key])
+        .equals(before)
+    )
+    assert len(instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: again.backfill_id}))) == 2
+
+
+def test_six_hourly_backfill_is_one_ranged_run_with_checks_per_partition(workspace) -> None:  # type: ignore[no-untyped-def]
+    stack, context, instance = workspace
+    wfm = category("workforce_management")
+    keys = _keys("workforce_management", "cxone_staged") + _keys("workforce_management", "cxone")
+    partitions = _partitions("workforce_management")
+    assert len(partitions) == 8
+    backfill = _backfill(context, instance, keys, partitions)
+    assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+    runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
+    assert len(runs) == 1
+    warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
+    for dt in wfm.data_types:
+        truth = stack.world.ground_truth(wfm.name, dt.name, START, START + timedelta(days=DAYS))
+        assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(["cxone_staged", dt.table]), ck.SCHEMA_DRIFT), limit=50
+        )
+        assert {r.partition for r in checks} == set(partitions)
