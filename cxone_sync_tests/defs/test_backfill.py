@@ -32,11 +32,13 @@ from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
 from cxone_sync.catalog import category, partition_key
+from cxone_sync.definitions import defs as build_defs
+from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.ingest import checks as ck
 from cxone_sync.simulator.config import CountSkew
 from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
-from cxone_sync_tests.defs.test_automation_support import point_platform_at
+from cxone_sync_tests.defs.test_automation_support import Daemon, point_platform_at
 from cxone_sync_tests.fixtures import MakeStack
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
@@ -197,6 +199,14 @@ def test_backfill_batches_runs_and_blocks_only_the_bad_partition(workspace) -> N
     ]
     assert len(messages) == 1 and bad in messages[0] and "1 of 24" in messages[0], messages
     assert "record_count" in messages[0] or "rows" in messages[0], messages
+
+    # late-data reconciliation reads what each ranged load considered, per partition: it asks
+    # again only for the partition that did not load, not for the 47 that did
+    reconcile = Daemon(build_defs(), instance).evaluate(RECONCILIATION_SENSOR)
+    requested = {
+        r.partition_key for r in reconcile.run_requests or [] if r.job_name == "sync_ivr_job"
+    }
+    assert requested <= {bad}, requested
 
     # repair: re-export the bad hour, re-run only the failed partition as a backfill
     stack.world.manual_export(

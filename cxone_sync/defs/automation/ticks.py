@@ -353,25 +353,34 @@ def _loaded_jobs(
 ) -> dict[str, set[str] | None]:
     """partition -> ids of the jobs its latest load considered (None: some table never loaded).
 
-    Read from the staged assets' materializations (metadata ``job_ids``) and only counted when
-    the table asset was materialized by the same run (the MERGE happened).
+    Read from the BI table's latest materialization of the partition (metadata ``job_ids``,
+    written per partition by single and ranged runs alike). Materializations written before
+    that metadata existed fall back to the staged asset's ``job_ids`` of the same run.
     """
     out: dict[str, set[str] | None] = {key: set() for key in keys}
     for dt in category.data_types:
         staged = _latest(instance, staged_key(dt), keys)
         merged = _latest(instance, table_key(dt), keys)
         for key in keys:
-            rec = staged.get(key)
             mat = merged.get(key)
-            if rec is None or mat is None or mat.run_id != rec.run_id:
-                out[key] = None
-                continue
-            meta = rec.asset_materialization.metadata if rec.asset_materialization else {}
-            value = getattr(meta.get("job_ids"), "value", "") or ""
+            ids = _job_ids(mat)
+            if mat is not None and ids is None:
+                rec = staged.get(key)
+                ids = _job_ids(rec) if rec is not None and rec.run_id == mat.run_id else None
             current = out[key]
-            if current is not None:
-                current.update(v.strip() for v in str(value).split(",") if v.strip())
+            if ids is None:
+                out[key] = None
+            elif current is not None:
+                current.update(ids)
     return out
+
+
+def _job_ids(entry: Any) -> set[str] | None:
+    mat = entry.asset_materialization if entry is not None else None
+    if mat is None or "job_ids" not in mat.metadata:
+        return None
+    value = getattr(mat.metadata["job_ids"], "value", "") or ""
+    return {v.strip() for v in str(value).split(",") if v.strip()}
 
 
 def _latest(

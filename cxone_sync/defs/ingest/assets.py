@@ -370,6 +370,8 @@ def build_data_type_assets(
 
 def merge_metadata(result: MergeResult, doc: dict[str, Any]) -> dict[str, Any]:
     return {
+        # the jobs this load considered: late-data reconciliation compares against them
+        "job_ids": ", ".join(doc.get("jobs", [])),
         "files_loaded": result.files_loaded,
         "files_skipped": result.files_skipped + len(doc.get("skipped_files", [])),
         "rows_read": result.rows_read,
