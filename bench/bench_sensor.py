@@ -23,9 +23,9 @@ from pathlib import Path
 
 from cxone_sync.catalog import category
 from cxone_sync.cxone.client import CXoneClient
-from cxone_sync.defs.automation.settings import AutomationSettings
 from cxone_sync.defs.automation.ticks import jobs_tick
 from cxone_sync.defs.partitions import partitions_for
+from cxone_sync.settings import AutomationSettings
 from cxone_sync.simulator.config import SimConfig
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse

@@ -18,7 +18,6 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category
-from cxone_sync.defs.automation.settings import AutomationSettings, get_automation_settings
 from cxone_sync.defs.automation.ticks import (
     Tick,
     first_instant,
@@ -29,6 +28,7 @@ from cxone_sync.defs.automation.ticks import (
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
+from cxone_sync.settings import AutomationSettings, get_settings
 
 RECONCILIATION_SENSOR = "late_data_reconciliation_sensor"
 
@@ -182,7 +182,7 @@ def build_automation_sensors(
     settings: AutomationSettings | None = None,
 ) -> list[dg.SensorDefinition]:
     """Every automation sensor of the categories; ``jobs`` must hold ``sync_{category}_job``."""
-    settings = settings or get_automation_settings()
+    settings = settings or get_settings()
     by_name = {j.name: j for j in jobs}
     category_jobs = [by_name[category_job_name(c)] for c in categories]
     sensors: list[dg.SensorDefinition] = []

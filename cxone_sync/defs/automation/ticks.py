@@ -21,7 +21,6 @@ from cxone_sync.cxone.errors import ConflictError, CXoneError, TransientAPIError
 from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.uris import parse_s3_uri
-from cxone_sync.defs.automation.settings import AutomationSettings
 from cxone_sync.defs.automation.state import (
     ENDED_BADLY,
     LIVE,
@@ -37,6 +36,7 @@ from cxone_sync.defs.automation.state import (
 )
 from cxone_sync.defs.ingest.assets import staged_key, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
+from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import JobEvent, Warehouse
 
 log = logging.getLogger(__name__)
