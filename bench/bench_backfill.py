@@ -1,0 +1,141 @@
+"""Cost of a backfill: ranged runs (the backfill policy) against one run per partition.
+
+The simulator exports ``--days`` (default 3) of one hourly category (``--category``, default
+ivr) at ``--scale`` over real sockets. The same partitions are then loaded three ways, each into
+a fresh data folder (fresh DuckDB file, fresh Dagster instance on disk):
+
+* ``floor``: the platform's stage + merge (``cxone_sync.ingest.load.load_partition``) called in
+  a loop, no Dagster: what loading the partitions costs by itself;
+* ``per_partition``: ``cxone-sync sync`` with ``CXONE_BACKFILL_PARTITIONS_PER_RUN=1``: one Dagster
+  run per partition (what a backfill without a policy launches);
+* ``ranged``: ``cxone-sync sync`` with the default 24 partitions per run (what a UI backfill and
+  the command line now launch).
+
+Reported per mode: Dagster runs, seconds, seconds per partition and the ratio to the floor; every
+mode's tables are compared with the simulator's truth. Run: ``python bench/bench_backfill.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cxone_sync.catalog import category
+from cxone_sync.simulator.config import SimConfig
+from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.simulator.truth import differences
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+START = datetime(2024, 3, 15, tzinfo=UTC)
+
+
+def run_sync(name: str, end: datetime, per_run: int | None) -> tuple[float, int]:
+    from cxone_sync.cli import sync
+
+    if per_run is None:
+        os.environ.pop("CXONE_BACKFILL_PARTITIONS_PER_RUN", None)
+    else:
+        os.environ["CXONE_BACKFILL_PARTITIONS_PER_RUN"] = str(per_run)
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = sync(START, end, [name])
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"sync failed:\n{out.getvalue()}")
+    line = next(li for li in out.getvalue().splitlines() if "Dagster runs" in li)
+    return seconds, int(line.split()[0])
+
+
+def run_floor(stack: LocalStack, name: str, end: datetime, data: Path) -> float:
+    from cxone_sync.cxone.client import CXoneClient
+    from cxone_sync.ingest.load import load_partition
+
+    cat = category(name)
+    warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
+    s3 = stack.s3_client()
+    started = time.perf_counter()
+    client = CXoneClient(
+        base_url=stack.api_url,
+        client_id=stack.config.client_id,
+        client_secret=stack.config.client_secret,
+        download_ids=stack.world.download_ids(),
+    )
+    with client:
+        prefix = client.download_config(name).destination.prefix
+        for t in cat.interval_starts(START, end):
+            for dt in cat.data_types:
+                load_partition(
+                    data_type=dt,
+                    start=t,
+                    end=t + cat.interval,
+                    source=client,
+                    s3_client=s3,
+                    warehouse=warehouse,
+                    bucket=stack.config.bucket,
+                    prefix=prefix,
+                    staging_dir=data / "staging" / dt.table / t.strftime("%Y%m%d%H"),
+                )
+    return time.perf_counter() - started
+
+
+def check_truth(stack: LocalStack, name: str, end: datetime, data: Path) -> None:
+    warehouse = DuckDBWarehouse(data / "warehouse.duckdb")
+    for dt in category(name).data_types:
+        truth = stack.world.ground_truth(name, dt.name, START, end)
+        diff = differences(truth, warehouse.read_table(dt), list(dt.key))
+        if diff:
+            raise SystemExit(f"{dt.table} differs from the truth: {diff[:3]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--category", default="ivr")
+    parser.add_argument("--scale", type=float, default=0.05)
+    parser.add_argument("--out", default="bench/results/backfill.json")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    end = START + timedelta(days=args.days)
+    partitions = len(category(args.category).interval_starts(START, end))
+    config = SimConfig(start=START, scale=args.scale, categories=(args.category,))
+    rows = []
+    with LocalStack(config) as stack, tempfile.TemporaryDirectory() as tmp:
+        stack.world.advance_to(end + timedelta(hours=4))
+        os.environ.update(stack.environment())
+        for mode, per_run in (("floor", 0), ("per_partition", 1), ("ranged", None)):
+            data = Path(tmp) / mode
+            (data / "home").mkdir(parents=True)
+            os.environ["CXONE_DATA_DIR"] = str(data)
+            os.environ["DAGSTER_HOME"] = str(data / "home")
+            if mode == "floor":
+                seconds, runs = run_floor(stack, args.category, end, data), 0
+            else:
+                seconds, runs = run_sync(args.category, end, per_run)
+            check_truth(stack, args.category, end, data)
+            rows.append({"mode": mode, "runs": runs, "seconds": round(seconds, 2)})
+    floor = rows[0]["seconds"]
+    print(f"{args.days} days of {args.category}: {partitions} partitions, scale {args.scale}\n")
+    print("| mode | Dagster runs | seconds | s/partition | ratio to floor |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        row["seconds_per_partition"] = round(row["seconds"] / partitions, 3)
+        row["ratio"] = round(row["seconds"] / floor, 2)
+        print(
+            f"| {row['mode']} | {row['runs']} | {row['seconds']:.1f} | "
+            f"{row['seconds_per_partition']:.3f} | {row['ratio']:.2f} |"
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
