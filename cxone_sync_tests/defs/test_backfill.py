@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster import AssetCheckEvaluation
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.instance_for_test import instance_for_test
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -122,6 +123,18 @@ def _evaluation(record: Any) -> AssetCheckEvaluation:
     return data
 
 
+def _failure_descriptions(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    out = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not event.is_step_failure:
+            continue
+        data = event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            out.append(data.user_failure_data.description)
+    return out
+
+
 def _keys(name: str, prefix: str) -> list[dg.AssetKey]:
     return [dg.AssetKey([prefix, dt.table]) for dt in category(name).data_types]
 
@@ -190,15 +203,28 @@ def test_backfill_batches_runs_and_blocks_only_the_bad_partition(workspace) -> N
 
     # the failed run says which partition and why
     failure = next(r for r in runs if r.status == dg.DagsterRunStatus.FAILURE)
-    messages = [
-        e.dagster_event.step_failure_data.user_failure_data.description
-        for e in instance.all_logs(failure.run_id)
-        if e.dagster_event
-        and e.dagster_event.is_step_failure
-        and e.dagster_event.step_failure_data.user_failure_data
-    ]
+    messages = _failure_descriptions(instance, failure.run_id)
     assert len(messages) == 1 and bad in messages[0] and "1 of 24" in messages[0], messages
     assert "record_count" in messages[0] or "rows" in messages[0], messages
+
+    # "re-execute from failure" of the failed range: the 23 partitions merged the first time are
+    # not reported missing; the bad one is still blocked and the only one named
+    reexecuted = dg.execute_job(
+        ReconstructableRepository.for_module(
+            "cxone_sync.definitions", "defs", working_directory=str(Path(__file__).parents[2])
+        ).get_reconstructable_job(failure.job_name),
+        instance=instance,
+        reexecution_options=dg.ReexecutionOptions.from_failure(failure.run_id, instance),
+        tags={  # as the UI's re-execution does: the parent's partition range
+            k: v for k, v in failure.tags.items() if k.startswith("dagster/asset_partition_range")
+        },
+        raise_on_error=False,
+    )
+    assert not reexecuted.success
+    again_messages = _failure_descriptions(instance, reexecuted.run_id)
+    assert len(again_messages) == 1 and "1 of 24" in again_messages[0], again_messages
+    assert "no staged data" not in again_messages[0]
+    assert instance.get_materialized_partitions(table) == set(partitions) - {bad}
 
     # late-data reconciliation reads what each ranged load considered, per partition: it asks
     # again only for the partition that did not load, not for the 47 that did

@@ -104,6 +104,20 @@ def _latest_materialization(
     )
 
 
+def _merged_in_lineage(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str, run_root: str
+) -> bool:
+    """True when a run of this run's lineage (the original or an earlier re-execution) already
+    merged the partition: its staging was consumed, and merging it again is not needed."""
+    target = _latest_materialization(context, key, partition)
+    if target is None:
+        return False
+    if target.run_id == run_root:
+        return True
+    run = context.instance.get_run_by_id(target.run_id)
+    return run is not None and run.root_run_id == run_root
+
+
 def _blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Failure:
     listed = "\n".join(f"  {key}: {why}" for key, why in sorted(blocked.items()))
     return dg.Failure(
@@ -324,6 +338,8 @@ def build_data_type_assets(
             try:
                 doc, files = StagedPartition.load_files(directory)
             except FileNotFoundError as exc:
+                if _merged_in_lineage(context, table_key(dt), key, run_root):
+                    continue  # re-execution from failure: this partition merged the first time
                 blocked[key] = str(exc)
                 continue
             if doc["blocked"]:
