@@ -123,7 +123,8 @@ def _blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Fa
     return dg.Failure(
         description=f"{dt.table}: {len(blocked)} of {total} partitions not merged; the other "
         f"{total - len(blocked)} were. Blocked:\n{listed}\nFix the cause (the check or message "
-        "names it) and re-run the failed partitions (Backfills > re-execute failed).",
+        "names it), then re-run the failed partitions (re-execute the backfill's failed "
+        "partitions, or `cxone-sync sync` over their interval).",
         metadata={"table": dt.table, "blocked": dg.MetadataValue.json(blocked)},
     )
 
