@@ -16,6 +16,7 @@ SCHEMA_DRIFT = "schema_drift"
 READABLE = "readable_through_kms"
 CROSS_PARTITION_KEYS = "cross_partition_keys"
 FILE_LOCATION = "file_location"
+RECOVERED = "recovered"
 
 BLOCKING_CHECKS: tuple[str, ...] = (RECORD_COUNT, CHECKSUM, SCHEMA_DRIFT, READABLE, FILE_LOCATION)
 """Evaluated on the staged data before the MERGE; a failure blocks the partition."""
@@ -28,6 +29,8 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     READABLE: "Every file of the partition can be read and decrypted through the KMS key.",
     FILE_LOCATION: "Every file of the job lies in the export bucket under the download's prefix.",
     CROSS_PARTITION_KEYS: "Natural keys that first arrived in another partition (late updates).",
+    RECOVERED: "The interval has a COMPLETED export and is loaded. Fails when its export failed "
+    "and the bounded manual re-exports ran out (the jobs sensor reports it, with the reason).",
 }
 
 Severity = Literal["ERROR", "WARN"]

@@ -23,6 +23,7 @@ from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.defs.automation.state import GapCursor, JobsCursor, StreamPosition
 from cxone_sync.defs.automation.ticks import RECOVERY_METADATA, TAG_JOB_ID
 from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import get_settings
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -280,6 +281,18 @@ def test_recovery_gives_up_after_bounded_attempts_and_marks_the_partition(
     assert obs is not None and obs.partition == "2024-03-15-00:00"
     assert obs.metadata[RECOVERY_METADATA].value == "exhausted"
     assert "failed" in str(obs.metadata["reason"].value).lower()
+    # the partition shows as failing: the table's `recovered` check is red for it, with the reason
+    check_key = dg.AssetCheckKey(table_key(dt), ck.RECOVERED)
+    (record,) = p.instance.event_log_storage.get_asset_check_execution_history(check_key, limit=5)
+    assert record.partition == "2024-03-15-00:00"
+    event = record.event.dagster_event if record.event else None
+    evaluation = event.event_specific_data if event else None
+    assert isinstance(evaluation, dg.AssetCheckEvaluation)
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert (
+        "UNRECOVERED" in (evaluation.description or "")
+        and "FAILED" in (evaluation.description or "").upper()
+    )
     # given up: later ticks do not ask again
     for _ in range(3):
         p.world.advance(timedelta(minutes=15))

@@ -24,7 +24,8 @@ def test_every_data_type_has_its_chain_and_blocking_partitioned_checks() -> None
         for spec in specs.values():
             assert spec.blocking, spec.name
             assert spec.partitions_def == staged.partitions_def, spec.name
-        assert {s.name for s in table.check_specs} == {ck.CROSS_PARTITION_KEYS}
+        assert {s.name for s in table.check_specs} == {ck.CROSS_PARTITION_KEYS, ck.RECOVERED}
+        assert not any(s.blocking for s in table.check_specs)
         assert staged.op.pool == WAREHOUSE_POOL and table.op.pool == WAREHOUSE_POOL
         assert "duckdb" in table.specs_by_key[table_key(dt)].kinds
 

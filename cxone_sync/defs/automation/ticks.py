@@ -36,6 +36,7 @@ from cxone_sync.defs.automation.state import (
 )
 from cxone_sync.defs.ingest.assets import staged_key, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
+from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import JobEvent, Warehouse
 
@@ -53,7 +54,7 @@ class Tick:
     """What one evaluation decided; the sensor turns it into a ``SensorResult``."""
 
     run_requests: list[dg.RunRequest] = field(default_factory=list)
-    observations: list[dg.AssetObservation] = field(default_factory=list)
+    observations: list[dg.AssetObservation | dg.AssetCheckEvaluation] = field(default_factory=list)
     outcomes: list[RecoveryOutcome] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     """Log lines: what happened, and what a person should know."""
@@ -118,31 +119,47 @@ def run_key(job_id: str, partition_key: str) -> str:
 
 def exhausted_observations(
     category: Category, pdef: dg.TimeWindowPartitionsDefinition, r: Recovery, sensor: str
-) -> list[dg.AssetObservation]:
-    """The failed-status marker: an observation on every table of each partition it covers."""
+) -> list[dg.AssetObservation | dg.AssetCheckEvaluation]:
+    """The failed-status marker on every table of each partition it covers: the ``recovered``
+    check fails (ERROR, red on the check dashboard and the partition) and an observation keeps
+    the details; a later load of the partition passes the check again."""
     start, end = r.window
-    out = []
+    out: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
+    reason = r.last_error or r.reason
+    description = (
+        f"UNRECOVERED: {category.name} interval {r.start} .. {r.end} has no "
+        f"COMPLETED export after {r.attempts} manual export(s). Reason: "
+        f"{reason}. Request a manual export by hand (overwrite "
+        f"false, destination prefix {{prefix}}{BACKFILL}) or ask CXone support."
+    )
+    metadata: dict[str, Any] = {
+        RECOVERY_METADATA: "exhausted",
+        "reason": reason,
+        "attempts": r.attempts,
+        "failed_jobs": ", ".join(r.failed_jobs),
+        "manual_export_jobs": ", ".join(r.export_jobs),
+        "sensor": sensor,
+    }
     for key, _, _ in partition_windows(pdef, start, end):
         for dt in category.data_types:
             out.append(
                 dg.AssetObservation(
                     asset_key=table_key(dt),
                     partition=key,
-                    description=(
-                        f"UNRECOVERED: {category.name} interval {r.start} .. {r.end} has no "
-                        f"COMPLETED export after {r.attempts} manual export(s). Reason: "
-                        f"{r.last_error or r.reason}. Request a manual export by hand (overwrite "
-                        f"false, destination prefix {{prefix}}{BACKFILL}) or ask CXone support."
-                    ),
-                    metadata={
-                        RECOVERY_METADATA: "exhausted",
-                        "reason": r.last_error or r.reason,
-                        "attempts": r.attempts,
-                        "failed_jobs": ", ".join(r.failed_jobs),
-                        "manual_export_jobs": ", ".join(r.export_jobs),
-                        "sensor": sensor,
-                    },
+                    description=description,
+                    metadata=metadata,
                     tags={"cxone/sensor": sensor},
+                )
+            )
+            out.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=table_key(dt),
+                    check_name=ck.RECOVERED,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=description,
+                    metadata=metadata,
+                    partition=key,
                 )
             )
     return out

@@ -283,11 +283,12 @@ def build_data_type_assets(
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=category.freshness),
         check_specs=[
             dg.AssetCheckSpec(
-                ck.CROSS_PARTITION_KEYS,
+                name,
                 asset=table_key(dt),
-                description=ck.CHECK_DESCRIPTIONS[ck.CROSS_PARTITION_KEYS],
+                description=ck.CHECK_DESCRIPTIONS[name],
                 partitions_def=pdef,
             )
+            for name in (ck.CROSS_PARTITION_KEYS, ck.RECOVERED)
         ],
         description=f"cxone.{dt.table}: one row per natural key ({', '.join(dt.key)}), the "
         "newest version by updated_at (tie: the later-completed job).",
@@ -326,13 +327,14 @@ def build_data_type_assets(
                         passed=True,
                         severity=dg.AssetCheckSeverity.WARN,
                         **cross_partition_result(result),
-                    )
+                    ),
+                    dg.AssetCheckResult(check_name=ck.RECOVERED, **recovered_result(doc)),
                 ],
             )
             return
         # A range: merge every partition the staging step let through, one transaction each.
         blocked: dict[str, str] = {}
-        merged: list[tuple[str, MergeResult]] = []
+        merged: list[tuple[str, MergeResult, dict[str, Any]]] = []
         for window in windows:
             key = window.partition_key
             directory = staging_path(ingest.staging_dir, dt, key, run_root)
@@ -351,20 +353,28 @@ def build_data_type_assets(
             except (SchemaError, DataError) as exc:
                 blocked[key] = f"not merged: {exc}"
                 continue
-            merged.append((key, result))
+            merged.append((key, result, doc))
             yield dg.AssetMaterialization(
                 asset_key=table_key(dt), partition=key, metadata=merge_metadata(result, doc)
             )
         yield from _check_outputs(context)
-        for key, result in merged:
+        for key, result, doc in merged:
+            target = _latest_materialization(context, table_key(dt), key)
             yield dg.AssetCheckEvaluation(
                 asset_key=table_key(dt),
                 check_name=ck.CROSS_PARTITION_KEYS,
                 passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                target_materialization_data=_latest_materialization(context, table_key(dt), key),
+                target_materialization_data=target,
                 partition=key,
                 **cross_partition_result(result),
+            )
+            yield dg.AssetCheckEvaluation(
+                asset_key=table_key(dt),
+                check_name=ck.RECOVERED,
+                target_materialization_data=target,
+                partition=key,
+                **recovered_result(doc),
             )
         if blocked:
             raise _blocked_failure(dt, len(windows), blocked)
@@ -413,6 +423,15 @@ def cross_partition_result(result: MergeResult) -> dict[str, Any]:
             else "ok"
         ),
         "metadata": {"cross_partition_keys": cross},
+    }
+
+
+def recovered_result(doc: dict[str, Any]) -> dict[str, Any]:
+    """The partition loaded: whatever recovery the sensor gave up on is resolved now."""
+    return {
+        "passed": True,
+        "description": "loaded from COMPLETED export job(s) " + ", ".join(doc.get("jobs", [])),
+        "metadata": {"job_ids": ", ".join(doc.get("jobs", []))},
     }
 
 
