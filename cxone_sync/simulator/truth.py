@@ -90,8 +90,12 @@ def files_in(job: TruthJob, dt: DataType, start: datetime, end: datetime) -> lis
 
 
 def deviates(actual: int, manifest: int, tolerance: float) -> bool:
-    """True when ``manifest`` is off from ``actual`` by more than ``tolerance`` of ``actual``."""
-    return abs(manifest - actual) > tolerance * actual
+    """True when the rows deviate from the manifest's count by more than ``tolerance`` of the
+    manifest's count (CONTRACT: "deviate from the manifest's count by more than the tolerance").
+    A manifest of 0 tolerates no row."""
+    if manifest == 0:
+        return actual != 0
+    return abs(actual - manifest) / manifest > tolerance
 
 
 def file_problem(f: TruthFile, tolerance: float) -> str | None:

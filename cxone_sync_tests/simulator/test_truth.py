@@ -255,3 +255,17 @@ def test_equal_updated_at_goes_to_the_later_completed_job() -> None:
     )
     assert earlier_tagged["tag"].null_count == earlier_tagged.num_rows
     assert later_tagged.num_rows == earlier_tagged.num_rows == plan().num_rows
+
+
+def test_truth_and_platform_agree_on_the_record_count_tolerance_at_its_boundary() -> None:
+    # relative to the manifest's count, as the contract says; 95 and 105 rows against a manifest
+    # of 100 are both exactly 5% off: within the tolerance for both sides
+    from cxone_sync.ingest.stage import deviation
+    from cxone_sync.simulator.truth import deviates
+
+    for manifest in (0, 1, 19, 20, 100, 1000, 4096):
+        for actual in range(0, 2 * manifest + 3):
+            platform_blocks = deviation(manifest, actual) > 0.05
+            assert deviates(actual, manifest, 0.05) == platform_blocks, (manifest, actual)
+    assert not deviates(95, 100, 0.05) and not deviates(105, 100, 0.05)
+    assert deviates(94, 100, 0.05) and deviates(106, 100, 0.05)
