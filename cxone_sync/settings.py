@@ -43,6 +43,10 @@ class AutomationSettings(BaseSettings):
         default=25 * 60, alias="CXONE_JOBS_SENSOR_INTERVAL_SECONDS"
     )
     """How often ``{category}_jobs_sensor`` asks the API for job state changes."""
+    jobs_sensor_intervals_by_category: dict[str, int] = Field(
+        default_factory=dict, alias="CXONE_JOBS_SENSOR_INTERVALS"
+    )
+    """Per-category overrides, a JSON object: ``{"workforce_management": 3600}``."""
     gap_sensor_interval_seconds: int = Field(
         default=60 * 60, alias="CXONE_GAP_SENSOR_INTERVAL_SECONDS"
     )
@@ -63,6 +67,41 @@ class AutomationSettings(BaseSettings):
     reconciliation_min_age_hours: int = Field(
         default=24, alias="CXONE_RECONCILIATION_MIN_AGE_HOURS"
     )
+
+    @field_validator("jobs_sensor_intervals_by_category", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return {}
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    "CXONE_JOBS_SENSOR_INTERVALS must be a JSON object mapping category to "
+                    f'seconds, e.g. {{"workforce_management": 3600}} ({exc.msg})'
+                ) from None
+        return value
+
+    @field_validator("jobs_sensor_intervals_by_category", mode="after")
+    @classmethod
+    def _known_categories(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {c.name for c in CATEGORIES})
+        if unknown:
+            raise ValueError(
+                f"CXONE_JOBS_SENSOR_INTERVALS names unknown categories {unknown}; known: "
+                + ", ".join(c.name for c in CATEGORIES)
+            )
+        if any(v < 30 for v in value.values()):
+            raise ValueError("CXONE_JOBS_SENSOR_INTERVALS: intervals must be at least 30 seconds")
+        return value
+
+    def jobs_sensor_interval(self, category: str) -> int:
+        """Minimum seconds between two ticks of ``{category}_jobs_sensor``."""
+        return self.jobs_sensor_intervals_by_category.get(
+            category, self.jobs_sensor_interval_seconds
+        )
 
     @property
     def gap_lookback(self) -> timedelta:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from cxone_sync.catalog import CATEGORIES, all_data_types
 from cxone_sync.definitions import defs as build_defs
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
 from cxone_sync.ingest import checks as ck
+from cxone_sync.settings import get_settings
 
 
 def test_every_data_type_has_its_chain_and_blocking_partitioned_checks() -> None:
@@ -56,3 +58,17 @@ def test_jobs_sensors_and_storage_checks_are_registered() -> None:
         if k.asset_key == dg.AssetKey(["s3", "cxone_export_bucket"])
     ]
     assert len(bucket_checks) == 5
+
+
+def test_jobs_sensor_interval_is_configurable_per_category(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CXONE_JOBS_SENSOR_INTERVALS", '{"workforce_management": 3600}')
+    defs = build_defs()
+    wfm = defs.resolve_sensor_def("workforce_management_jobs_sensor")
+    ivr = defs.resolve_sensor_def("ivr_jobs_sensor")
+    assert (wfm.minimum_interval_seconds, ivr.minimum_interval_seconds) == (3600, 25 * 60)
+
+    monkeypatch.setenv("CXONE_JOBS_SENSOR_INTERVALS", '{"telephone": 600}')
+    with pytest.raises(ValueError, match="unknown categories \\['telephone'\\]"):
+        get_settings()

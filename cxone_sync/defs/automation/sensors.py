@@ -73,7 +73,7 @@ def build_jobs_sensor(
     @dg.sensor(
         name=name,
         job=job,
-        minimum_interval_seconds=settings.jobs_sensor_interval_seconds,
+        minimum_interval_seconds=settings.jobs_sensor_interval(category.name),
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"{category.name}: CXone job state changes since the cursor. Records every "
         "transition in cxone_sync.job_events, loads each partition of every COMPLETED job "
