@@ -51,7 +51,10 @@ LOG = logging.getLogger("backfill-test")
 
 @pytest.fixture
 def workspace(
-    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    request: pytest.FixtureRequest,
+    make_stack: MakeStack,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> Iterator[tuple[object, WorkspaceProcessContext, dg.DagsterInstance]]:
     stack = make_stack(
         scale=0.1,
@@ -59,6 +62,7 @@ def workspace(
         record_count_skew=(CountSkew("ivr", BAD, 10.0),),
         duplicate_export_rate=0.3,
         late_update_rate=0.1,
+        **getattr(request, "param", {}),
     )
     point_platform_at(stack, monkeypatch, tmp_path / "data")
     stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
@@ -263,21 +267,37 @@ def test_backfill_batches_runs_and_blocks_only_the_bad_partition(workspace) -> N
     assert len(instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: again.backfill_id}))) == 2
 
 
-def test_six_hourly_backfill_is_one_ranged_run_with_checks_per_partition(workspace) -> None:  # type: ignore[no-untyped-def]
+FAILED_6H = START + timedelta(days=1, hours=6)
+"""A 6-hour interval whose scheduled export FAILED, and nobody re-exported it (no sensors)."""
+
+
+@pytest.mark.parametrize("workspace", [{"failed_intervals": (FAILED_6H,)}], indirect=True)
+def test_six_hourly_backfill_is_one_ranged_run_and_a_missing_export_blocks_one_partition(
+    workspace,  # type: ignore[no-untyped-def]
+) -> None:
     stack, context, instance = workspace
     wfm = category("workforce_management")
     keys = _keys("workforce_management", "cxone_staged") + _keys("workforce_management", "cxone")
     partitions = _partitions("workforce_management")
     assert len(partitions) == 8
+    missing = partition_key(FAILED_6H)
     backfill = _backfill(context, instance, keys, partitions)
-    assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
-    runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
-    assert len(runs) == 1
+    assert backfill.status == BulkActionStatus.COMPLETED_FAILED
+    (run,) = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
+    (message,) = _failure_descriptions(instance, run.run_id)
+    assert "1 of 8" in message and missing in message and "no COMPLETED export" in message
+    assert "FAILED" in message  # the job's state, so a person knows to request a re-export
     warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
     for dt in wfm.data_types:
+        assert instance.get_materialized_partitions(dg.AssetKey(["cxone", dt.table])) == set(
+            partitions
+        ) - {missing}
         truth = stack.world.ground_truth(wfm.name, dt.name, START, START + timedelta(days=DAYS))
         assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(dg.AssetKey(["cxone_staged", dt.table]), ck.SCHEMA_DRIFT), limit=50
         )
-        assert {r.partition for r in checks} == set(partitions)
+        # evaluated per partition; the interval without an export was planned, never evaluated
+        # (the UI shows it as an execution that failed with its run)
+        status = {r.partition: r.status.value for r in checks}
+        assert status == {p: "PLANNED" if p == missing else "SUCCEEDED" for p in partitions}

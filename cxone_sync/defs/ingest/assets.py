@@ -20,6 +20,7 @@ from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category, DataType
 from cxone_sync.cxone.client import CXoneClient
+from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.ingest import checks as ck
@@ -29,6 +30,7 @@ from cxone_sync.ingest.stage import (
     StagedPartition,
     Window,
 )
+from cxone_sync.storage.staging import StagingError
 from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, StagedFile
 
 STAGED_PREFIX = "cxone_staged"
@@ -229,9 +231,12 @@ def build_data_type_assets(
             for window in windows:
                 try:
                     staged = stage_one(client, s3, warehouse, ingest, prefix, window, run_root)
-                except NoCompletedExportError as exc:
-                    _save_blocked_stub(ingest, dt, window, run_root, str(exc))
-                    blocked[window.partition_key] = str(exc)
+                except (NoCompletedExportError, CXoneError, StagingError) as exc:
+                    # one interval's trouble (no export yet, an API error that outlasted the
+                    # retries) blocks that partition only; the rest of the range goes on
+                    why = str(exc) or type(exc).__name__
+                    _save_blocked_stub(ingest, dt, window, run_root, why)
+                    blocked[window.partition_key] = why
                     continue
                 outcomes[window.partition_key] = staged
                 if staged.blocked:
