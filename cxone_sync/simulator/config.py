@@ -129,7 +129,12 @@ class FaultConfig:
     api_truncated_rate: float = 0.0
     api_non_json_rate: float = 0.0
     token_ttl_seconds: int = 3600
+    token_ttl_calls: int = 0
+    """A token also expires once it has answered this many API calls (0: never). Real time cannot
+    make the server refuse an expired token reproducibly (a correct client refreshes ahead of
+    ``expires_in``); this lifetime runs out mid-session, deterministically."""
     revoke_tokens_every: int = 0
+    """Every N-th API call revokes every token, at the first call whose token answered before."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -140,6 +145,8 @@ class FaultConfig:
                 object.__setattr__(self, f.name, tuple(utc(v) for v in value))
         if self.late_update_delay <= timedelta(0):
             raise ValueError("late_update_delay must be positive")
+        if self.token_ttl_calls < 0:
+            raise ValueError("token_ttl_calls must not be negative")
 
     @classmethod
     def chaos(cls) -> FaultConfig:

@@ -189,18 +189,25 @@ def _json_body(request: Request) -> dict[str, Any]:
 
 
 class TokenStore:
-    """Issued bearer tokens with their expiry; revocation keeps a tombstone for the fault log."""
+    """Issued bearer tokens with their expiry; revocation keeps a tombstone for the fault log.
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    A token expires ``ttl_seconds`` after it was issued or, with ``max_calls``, once it has
+    answered that many API calls (:meth:`answered` counts them).
+    """
+
+    def __init__(self, clock: Callable[[], float], max_calls: int = 0) -> None:
         self._clock = clock
+        self._max_calls = max_calls
         self._lock = threading.Lock()
         self._expiry: dict[str, float] = {}
+        self._answered: dict[str, int] = {}
         self._revoked: set[str] = set()
 
     def issue(self, ttl_seconds: int) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._expiry[token] = self._clock() + ttl_seconds
+            self._answered[token] = 0
         return token
 
     def check(self, token: str) -> str | None:
@@ -209,9 +216,20 @@ class TokenStore:
             if token in self._revoked:
                 return "revoked"
             expiry = self._expiry.get(token)
+            used_up = 0 < self._max_calls <= self._answered.get(token, 0)
         if expiry is None:
             return "unknown"
-        return "expired" if self._clock() >= expiry else None
+        return "expired" if used_up or self._clock() >= expiry else None
+
+    def answered(self, token: str) -> None:
+        """Count one API call answered with ``token``."""
+        with self._lock:
+            if token in self._answered:
+                self._answered[token] += 1
+
+    def has_answered(self, token: str) -> bool:
+        with self._lock:
+            return self._answered.get(token, 0) > 0
 
     def revoke_all(self) -> int:
         with self._lock:
@@ -243,6 +261,7 @@ class FaultInjector:
         self._rng = random.Random(f"api-faults:{world.config.seed}")
         self._tokens = tokens
         self._lock = threading.Lock()
+        self._revocation_due = False
         self.calls = 0
 
     def next_call(self) -> tuple[int, ApiFault | None, ApiFault | None]:
@@ -252,7 +271,7 @@ class FaultInjector:
             self.calls += 1
             draws = [self._rng.random() for _ in range(6)]
             if f.revoke_tokens_every and self.calls % f.revoke_tokens_every == 0:
-                self._tokens.revoke_all()
+                self._revocation_due = True
             call = self.calls
         answer: ApiFault | None = None
         if draws[0] < f.api_429_rate:
@@ -267,6 +286,15 @@ class FaultInjector:
             ApiFault("api_slow", delay=f.api_slow_seconds) if draws[5] < f.api_slow_rate else None
         )
         return call, answer, slow
+
+    def revoke_if_due(self, token: str | None) -> None:
+        """Every ``revoke_tokens_every`` calls, revoke all tokens: at the first call from then on
+        whose token has answered before (a token fetched after a refusal is never refused too,
+        so a client that re-authenticates once per refused call is not failed twice)."""
+        with self._lock:
+            if self._revocation_due and token is not None and self._tokens.has_answered(token):
+                self._tokens.revoke_all()
+                self._revocation_due = False
 
 
 # --- pagination ---------------------------------------------------------------------------
@@ -322,7 +350,7 @@ class SimApi:
 
     def __init__(self, world: SimWorld, clock: Callable[[], float] = time.monotonic) -> None:
         self.world = world
-        self.tokens = TokenStore(clock)
+        self.tokens = TokenStore(clock, world.config.faults.token_ttl_calls)
         self.faults = FaultInjector(world, self.tokens)
         self._log_lock = threading.Lock()
 
@@ -373,8 +401,10 @@ class SimApi:
 
     def _api(self, request: Request) -> Response:
         call, fault, slow = self.faults.next_call()
-        refusal = self._authenticate(request)
-        if refusal is not None:
+        token = _bearer_token(request)
+        self.faults.revoke_if_due(token)
+        refusal = "missing" if token is None else self.tokens.check(token)
+        if token is None or refusal is not None:
             if refusal in ("expired", "revoked"):
                 self._log_fault(f"api_token_{refusal}", request, call)
             raise HttpError(
@@ -382,6 +412,8 @@ class SimApi:
             )
         if fault is not None:
             self._log_fault(fault.kind, request, call, status=fault.status)
+        else:
+            self.tokens.answered(token)
         if fault is None or fault.kind == "api_truncated":
             response = self._route(request)
             response.truncate = fault is not None
@@ -391,12 +423,6 @@ class SimApi:
             self._log_fault(slow.kind, request, call)
             response.delay = slow.delay
         return response
-
-    def _authenticate(self, request: Request) -> str | None:
-        scheme, _, token = (request.header("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return "missing"
-        return self.tokens.check(token.strip())
 
     def _log_fault(self, kind: str, request: Request, call: int, **extra: object) -> None:
         entry: dict[str, Any] = {
@@ -548,6 +574,13 @@ def _fault_response(fault: ApiFault) -> Response:
     else:
         error = HttpError(status, "server_error", HTTPStatus(status).phrase)
     return error_response(error)
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = (request.header("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def _require_method(request: Request, method: str) -> None:
