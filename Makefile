@@ -34,7 +34,7 @@ format: install
 	$(BIN)/ruff format .
 
 typecheck: install
-	$(BIN)/mypy cxone_sync
+	$(BIN)/mypy cxone_sync cxone_sync_tests bench
 
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -27,6 +27,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cxone_sync.catalog import category
 from cxone_sync.simulator.config import SimConfig
@@ -107,7 +108,7 @@ def main() -> None:
     end = START + timedelta(days=args.days)
     partitions = len(category(args.category).interval_starts(START, end))
     config = SimConfig(start=START, scale=args.scale, categories=(args.category,))
-    rows = []
+    rows: list[dict[str, Any]] = []
     with LocalStack(config) as stack, tempfile.TemporaryDirectory() as tmp:
         stack.world.advance_to(end + timedelta(hours=4))
         os.environ.update(stack.environment())

@@ -103,13 +103,17 @@ class ClientStats:
     reauthentications: int = 0
 
 
+MAX_REAUTHENTICATIONS_PER_CALL = 3
+"""Across the retries of one call; within one attempt, at most one."""
+
+
 @dataclass
 class _Call:
     method: str
     path: str
     params: list[tuple[str, str]] = field(default_factory=list)
     body: dict[str, Any] | None = None
-    reauthenticated: bool = False
+    reauthentications: int = 0
 
     @property
     def idempotent(self) -> bool:
@@ -336,8 +340,15 @@ class CXoneClient:
     def _attempt(self, call: _Call, envelope: Callable[[_Call, Any], _T]) -> _T:
         token = self._bearer()
         response = self._send(call, token)
-        if response.status_code == HTTPStatus.UNAUTHORIZED and not call.reauthenticated:
-            call.reauthenticated = True
+        # A refused token is replaced once per attempt: a fresh token refused at once means the
+        # credentials are bad (AuthError). A later attempt of the same call (after a 429/5xx
+        # wait) may meet an expiry or revocation again, so it may re-authenticate again, within
+        # a bound.
+        if (
+            response.status_code == HTTPStatus.UNAUTHORIZED
+            and call.reauthentications < MAX_REAUTHENTICATIONS_PER_CALL
+        ):
+            call.reauthentications += 1
             self._count("reauthentications")
             log.info("%s answered 401; fetching a new token and repeating once", call)
             self._drop_token(token)

@@ -187,6 +187,27 @@ def test_401_fetches_a_new_token_once_and_repeats(
     assert (stats.token_fetches, stats.reauthentications, stats.api_calls) == (2, 1, 2)
 
 
+def test_a_401_after_a_retry_wait_re_authenticates_again(
+    server: ScriptedServer, client: CXoneClient
+) -> None:
+    # expired, re-authenticated, 503 and a wait, then that token revoked meanwhile: the call
+    # fetches another token instead of failing (one re-authentication per attempt)
+    server.script(
+        "GET",
+        DL,
+        Reply(401, {"error": "expired"}),
+        Reply(503),
+        Reply(401, {"error": "revoked"}),
+        Reply(body=payloads.download_config()),
+    )
+
+    client.download_config("telephony")
+
+    tokens = [r.headers["authorization"] for r in server.seen("GET", DL)]
+    assert tokens == [f"Bearer {TOKEN_MARK}-{n}" for n in (1, 2, 2, 3)]
+    assert (client.stats.reauthentications, client.stats.token_fetches) == (2, 3)
+
+
 def test_second_401_raises_auth_error(server: ScriptedServer, client: CXoneClient) -> None:
     server.script("GET", DL, Reply(401, {"error": "revoked"}), Reply(401, {"error": "revoked"}))
 

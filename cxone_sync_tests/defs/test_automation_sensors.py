@@ -161,7 +161,7 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     first = p.daemon.evaluate("ivr_jobs_sensor")
     completed = [j for j in jobs_of(p.stack, "ivr") if j["status"] == "COMPLETED"]
     assert len(completed) == 3  # hours 0 and 1 (twice: a duplicate export); hour 2 not due
-    assert sorted(r.run_key for r in first.run_requests or []) == sorted(
+    assert sorted(r.run_key or "" for r in first.run_requests or []) == sorted(
         f"{j['id']}:{j['interval_start'][:13].replace('T', '-')}:00" for j in completed
     )
     assert {r.tags[TAG_JOB_ID] for r in first.run_requests or []} == {j["id"] for j in completed}
@@ -405,6 +405,7 @@ def test_reconciliation_reloads_exactly_the_partitions_missing_a_completed_job(
     ] == [("2024-03-15-02:00", "sync_ivr_job", lost)]
     p.daemon.tick(RECONCILIATION_SENSOR)  # same request: the same run key, launched once
     runs = p.daemon.runs_per_run_key()
+    assert first.run_requests
     assert [k for k in runs if k.startswith("reconcile:")] == [first.run_requests[0].run_key]
     assert not p.daemon.evaluate(RECONCILIATION_SENSOR).run_requests
     dt = category("ivr").data_type("ivr_session")

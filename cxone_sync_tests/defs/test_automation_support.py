@@ -78,6 +78,7 @@ class Daemon:
                 continue
             self.launched.add(key)
             job_name = request.job_name or sensor.job_name
+            assert job_name, f"{sensor_name} requested a run without a job"
             result = self.defs.resolve_job_def(job_name).execute_in_process(
                 partition_key=request.partition_key,
                 instance=self.instance,

@@ -89,3 +89,26 @@ def test_faults_are_deterministic_by_seed(make_stack: MakeStack) -> None:
     assert first == again
     assert first != other
     assert {200, 429} <= set(first)
+
+
+def test_token_expires_after_answering_its_calls(make_stack: MakeStack) -> None:
+    stack = make_stack(token_ttl_calls=2)
+    with client(stack) as api:
+        codes = [api.get(JOBS).status_code for _ in range(3)]
+    assert codes == [200, 200, 401]
+    assert api_kinds(stack) == ["api_token_expired"]
+    with client(stack) as fresh:  # a new token answers again
+        assert fresh.get(JOBS).status_code == 200
+
+
+def test_revocation_waits_for_a_token_that_has_answered(make_stack: MakeStack) -> None:
+    # revocation falls due at call 2, which carries a token that never answered: it passes (a
+    # client that just re-authenticated is not refused twice in a row); the next call whose
+    # token has answered before triggers the revocation
+    stack = make_stack(revoke_tokens_every=2)
+    with client(stack) as old, client(stack) as new:
+        assert old.get(JOBS).status_code == 200  # call 1
+        assert new.get(JOBS).status_code == 200  # call 2: due, but a first-use token
+        assert old.get(JOBS).status_code == 401  # call 3: revoked now
+        assert new.get(JOBS).status_code == 401  # every token was revoked
+    assert api_kinds(stack) == ["api_token_revoked", "api_token_revoked"]
