@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cxone_sync.catalog import CATEGORIES, default_download_id
 
@@ -34,6 +34,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 
 
+def _json_object(value: object, variable: str, mapping: str, example: str) -> object:
+    """A JSON object given as an environment string; empty means none."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    if not value:
+        return {}
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{variable} must be a JSON object mapping {mapping}, e.g. {example} ({exc.msg})"
+        ) from None
+
+
 class AutomationSettings(BaseSettings):
     """The sensors' part of :class:`Settings`: polling, recovery, gap and reconciliation knobs."""
 
@@ -43,7 +58,7 @@ class AutomationSettings(BaseSettings):
         default=25 * 60, alias="CXONE_JOBS_SENSOR_INTERVAL_SECONDS"
     )
     """How often ``{category}_jobs_sensor`` asks the API for job state changes."""
-    jobs_sensor_intervals_by_category: dict[str, int] = Field(
+    jobs_sensor_intervals_by_category: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=dict, alias="CXONE_JOBS_SENSOR_INTERVALS"
     )
     """Per-category overrides, a JSON object: ``{"workforce_management": 3600}``."""
@@ -71,18 +86,12 @@ class AutomationSettings(BaseSettings):
     @field_validator("jobs_sensor_intervals_by_category", mode="before")
     @classmethod
     def _parse_intervals(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return {}
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    "CXONE_JOBS_SENSOR_INTERVALS must be a JSON object mapping category to "
-                    f'seconds, e.g. {{"workforce_management": 3600}} ({exc.msg})'
-                ) from None
-        return value
+        return _json_object(
+            value,
+            "CXONE_JOBS_SENSOR_INTERVALS",
+            "category to seconds",
+            '{"workforce_management": 3600}',
+        )
 
     @field_validator("jobs_sensor_intervals_by_category", mode="after")
     @classmethod
@@ -131,7 +140,9 @@ class Settings(AutomationSettings):
     )
     cxone_access_key_id: str | None = Field(default=None, alias="CXONE_ACCESS_KEY_ID")
     cxone_access_key_secret: SecretStr | None = Field(default=None, alias="CXONE_ACCESS_KEY_SECRET")
-    cxone_download_ids: dict[str, str] = Field(default_factory=dict, alias="CXONE_DOWNLOAD_IDS")
+    cxone_download_ids: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, alias="CXONE_DOWNLOAD_IDS"
+    )
     cxone_bucket: str = Field(default=SIM_BUCKET, alias="CXONE_BUCKET")
     aws_endpoint_url_s3: str | None = Field(default=None, alias="AWS_ENDPOINT_URL_S3")
     aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
@@ -154,18 +165,12 @@ class Settings(AutomationSettings):
     @field_validator("cxone_download_ids", mode="before")
     @classmethod
     def _parse_ids(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return {}
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    "CXONE_DOWNLOAD_IDS must be a JSON object mapping category to download id, "
-                    f'e.g. {{"telephony": "dl-telephony-prod"}} ({exc.msg})'
-                ) from None
-        return value
+        return _json_object(
+            value,
+            "CXONE_DOWNLOAD_IDS",
+            "category to download id",
+            '{"telephony": "dl-telephony-prod"}',
+        )
 
     @property
     def embedded(self) -> bool:

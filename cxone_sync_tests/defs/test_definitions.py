@@ -72,3 +72,6 @@ def test_jobs_sensor_interval_is_configurable_per_category(
     monkeypatch.setenv("CXONE_JOBS_SENSOR_INTERVALS", '{"telephone": 600}')
     with pytest.raises(ValueError, match="unknown categories \\['telephone'\\]"):
         get_settings()
+    monkeypatch.setenv("CXONE_JOBS_SENSOR_INTERVALS", "{telephony: 600}")
+    with pytest.raises(ValueError, match="CXONE_JOBS_SENSOR_INTERVALS must be a JSON object"):
+        get_settings()
