@@ -34,7 +34,7 @@ from cxone_sync.defs.automation.state import (
     owe,
     settle,
 )
-from cxone_sync.defs.ingest.assets import staged_key, table_key
+from cxone_sync.defs.ingest.assets import latest_materializations, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
@@ -371,19 +371,13 @@ def _loaded_jobs(
     """partition -> ids of the jobs its latest load considered (None: some table never loaded).
 
     Read from the BI table's latest materialization of the partition (metadata ``job_ids``,
-    written per partition by single and ranged runs alike). Materializations written before
-    that metadata existed fall back to the staged asset's ``job_ids`` of the same run.
+    written per partition by single and ranged runs alike).
     """
     out: dict[str, set[str] | None] = {key: set() for key in keys}
     for dt in category.data_types:
-        staged = _latest(instance, staged_key(dt), keys)
-        merged = _latest(instance, table_key(dt), keys)
+        merged = latest_materializations(instance, table_key(dt), keys)
         for key in keys:
-            mat = merged.get(key)
-            ids = _job_ids(mat)
-            if mat is not None and ids is None:
-                rec = staged.get(key)
-                ids = _job_ids(rec) if rec is not None and rec.run_id == mat.run_id else None
+            ids = _job_ids(merged.get(key))
             current = out[key]
             if ids is None:
                 out[key] = None
@@ -392,29 +386,12 @@ def _loaded_jobs(
     return out
 
 
-def _job_ids(entry: Any) -> set[str] | None:
-    mat = entry.asset_materialization if entry is not None else None
+def _job_ids(record: dg.EventLogRecord | None) -> set[str] | None:
+    mat = record.asset_materialization if record is not None else None
     if mat is None or "job_ids" not in mat.metadata:
         return None
     value = getattr(mat.metadata["job_ids"], "value", "") or ""
     return {v.strip() for v in str(value).split(",") if v.strip()}
-
-
-def _latest(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str]
-) -> dict[str, Any]:
-    if not keys:
-        return {}
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)),
-        limit=len(keys) * 20,
-    )
-    latest: dict[str, Any] = {}
-    for record in result.records:  # newest first
-        key = record.partition_key
-        if key is not None and key not in latest:
-            latest[key] = record.event_log_entry
-    return latest
 
 
 def reconcile_tick(

@@ -7,7 +7,7 @@ failing blocking check on the staged asset stops the MERGE of that partition onl
 
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from cxone_sync.ingest.stage import (
     Window,
 )
 from cxone_sync.storage.staging import StagingError
-from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, StagedFile
+from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, Warehouse
 
 STAGED_PREFIX = "cxone_staged"
 TABLE_PREFIX = "cxone"
@@ -91,33 +91,50 @@ def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None
         yield dg.Output(None, output_name=name)
 
 
-def _latest_materialization(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str
+def latest_materializations(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, dg.EventLogRecord]:
+    """partition -> its newest materialization record, for many partitions in one query."""
+    if not partitions:
+        return {}
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=list(partitions)),
+        limit=len(partitions) * 20,
+    )
+    latest: dict[str, dg.EventLogRecord] = {}
+    for record in result.records:  # newest first
+        partition = record.partition_key
+        if partition is not None and partition not in latest:
+            latest[partition] = record
+    return latest
+
+
+def _target(
+    record: dg.EventLogRecord | None,
 ) -> AssetCheckEvaluationTargetMaterializationData | None:
     """What a check evaluation of one partition was evaluated against (as a single run links it)."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
+    if record is None:
         return None
-    record = records[0]
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
     )
 
 
 def _merged_in_lineage(
-    context: dg.AssetExecutionContext, key: dg.AssetKey, partition: str, run_root: str
+    context: dg.AssetExecutionContext, record: dg.EventLogRecord | None, run_root: str
 ) -> bool:
     """True when a run of this run's lineage (the original or an earlier re-execution) already
     merged the partition: its staging was consumed, and merging it again is not needed."""
-    target = _latest_materialization(context, key, partition)
-    if target is None:
+    if record is None:
         return False
-    if target.run_id == run_root:
+    if record.run_id == run_root:
         return True
-    run = context.instance.get_run_by_id(target.run_id)
+    run = context.instance.get_run_by_id(record.run_id)
     return run is not None and run.root_run_id == run_root
+
+
+class _NotMerged(Exception):
+    """Why one partition was not merged (blocked, not staged, or refused by the warehouse)."""
 
 
 def _blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Failure:
@@ -144,8 +161,8 @@ def build_data_type_assets(
 
     def stage_one(
         client: CXoneClient,
-        s3: S3Resource,
-        warehouse: WarehouseResource,
+        s3_client: Any,
+        warehouse: Warehouse,
         ingest: IngestResource,
         prefix: str,
         window: Window,
@@ -153,8 +170,8 @@ def build_data_type_assets(
     ) -> StagedPartition:
         stager = PartitionStager(
             source=client,
-            s3_client=s3.get_client(),
-            warehouse=warehouse.get(),
+            s3_client=s3_client,
+            warehouse=warehouse,
             bucket=ingest.bucket,
             prefixes=[prefix],
             staging_dir=staging_path(ingest.staging_dir, dt, window.partition_key, run_root),
@@ -192,13 +209,14 @@ def build_data_type_assets(
     ) -> Iterator[Any]:
         windows = _windows(context, dt)
         run_root = _run_root(context)
+        s3_client, wh = s3.get_client(), warehouse.get()
         with cxone.client() as client:
             prefix = client.download_config(category.name).destination.prefix
             if context.has_partition_key:
                 # One partition: Dagster's own blocking checks stop this partition's MERGE.
                 window = windows[0]
                 try:
-                    staged = stage_one(client, s3, warehouse, ingest, prefix, window, run_root)
+                    staged = stage_one(client, s3_client, wh, ingest, prefix, window, run_root)
                 except NoCompletedExportError as exc:
                     raise dg.Failure(
                         description=str(exc),
@@ -230,7 +248,7 @@ def build_data_type_assets(
             blocked: dict[str, str] = {}
             for window in windows:
                 try:
-                    staged = stage_one(client, s3, warehouse, ingest, prefix, window, run_root)
+                    staged = stage_one(client, s3_client, wh, ingest, prefix, window, run_root)
                 except (NoCompletedExportError, CXoneError, StagingError) as exc:
                     # one interval's trouble (no export yet, an API error that outlasted the
                     # retries) blocks that partition only; the rest of the range goes on
@@ -255,8 +273,9 @@ def build_data_type_assets(
             }
         )
         yield from _check_outputs(context)
+        records = latest_materializations(context.instance, staged_key(dt), list(outcomes))
         for key, staged in outcomes.items():
-            target = _latest_materialization(context, staged_key(dt), key)
+            target = _target(records.get(key))
             for o in staged.outcomes:
                 yield dg.AssetCheckEvaluation(
                     asset_key=staged_key(dt),
@@ -306,23 +325,33 @@ def build_data_type_assets(
     ) -> Iterator[Any]:
         windows = _windows(context, dt)
         run_root = _run_root(context)
-        if context.has_partition_key:
-            window = windows[0]
+        wh = warehouse.get()
+
+        def merge_one(window: Window) -> tuple[MergeResult, dict[str, Any]]:
+            """Merge what the staging step let through; _NotMerged says why not."""
             directory = staging_path(ingest.staging_dir, dt, window.partition_key, run_root)
             try:
                 doc, files = StagedPartition.load_files(directory)
             except FileNotFoundError as exc:
-                raise dg.Failure(description=str(exc)) from None
+                raise _NotMerged(str(exc)) from None
             if doc["blocked"]:
-                raise dg.Failure(
-                    description=f"{dt.table} {window.partition_key} is blocked: "
-                    + "; ".join(doc.get("blocked_reasons", []))
-                )
+                raise _NotMerged("; ".join(doc.get("blocked_reasons", [])) or "blocked")
             try:
-                result = merge_one(warehouse, window, doc, files, directory)
+                result = wh.merge_partition(
+                    dt, window.partition_key, window.start, window.end, files
+                )
             except (SchemaError, DataError) as exc:
+                raise _NotMerged(f"not merged: {exc}") from None
+            shutil.rmtree(directory, ignore_errors=True)
+            return result, doc
+
+        if context.has_partition_key:
+            window = windows[0]
+            try:
+                result, doc = merge_one(window)
+            except _NotMerged as exc:
                 raise dg.Failure(
-                    description=f"{dt.table} partition {window.partition_key} not merged: {exc}"
+                    description=f"{dt.table} partition {window.partition_key}: {exc}"
                 ) from None
             yield dg.MaterializeResult(
                 metadata=merge_metadata(result, doc),
@@ -338,33 +367,30 @@ def build_data_type_assets(
             )
             return
         # A range: merge every partition the staging step let through, one transaction each.
+        before = latest_materializations(
+            context.instance, table_key(dt), [w.partition_key for w in windows]
+        )
         blocked: dict[str, str] = {}
         merged: list[tuple[str, MergeResult, dict[str, Any]]] = []
         for window in windows:
             key = window.partition_key
-            directory = staging_path(ingest.staging_dir, dt, key, run_root)
             try:
-                doc, files = StagedPartition.load_files(directory)
-            except FileNotFoundError as exc:
-                if _merged_in_lineage(context, table_key(dt), key, run_root):
-                    continue  # re-execution from failure: this partition merged the first time
-                blocked[key] = str(exc)
-                continue
-            if doc["blocked"]:
-                blocked[key] = "; ".join(doc.get("blocked_reasons", [])) or "blocked"
-                continue
-            try:
-                result = merge_one(warehouse, window, doc, files, directory)
-            except (SchemaError, DataError) as exc:
-                blocked[key] = f"not merged: {exc}"
+                result, doc = merge_one(window)
+            except _NotMerged as exc:
+                if not _merged_in_lineage(context, before.get(key), run_root):
+                    blocked[key] = str(exc)
+                # else: re-execution from failure, and this partition merged the first time
                 continue
             merged.append((key, result, doc))
             yield dg.AssetMaterialization(
                 asset_key=table_key(dt), partition=key, metadata=merge_metadata(result, doc)
             )
         yield from _check_outputs(context)
+        records = latest_materializations(
+            context.instance, table_key(dt), [k for k, _, _ in merged]
+        )
         for key, result, doc in merged:
-            target = _latest_materialization(context, table_key(dt), key)
+            target = _target(records.get(key))
             yield dg.AssetCheckEvaluation(
                 asset_key=table_key(dt),
                 check_name=ck.CROSS_PARTITION_KEYS,
@@ -383,19 +409,6 @@ def build_data_type_assets(
             )
         if blocked:
             raise _blocked_failure(dt, len(windows), blocked)
-
-    def merge_one(
-        warehouse: WarehouseResource,
-        window: Window,
-        doc: dict[str, Any],
-        files: list[StagedFile],
-        directory: Path,
-    ) -> MergeResult:
-        result = warehouse.get().merge_partition(
-            dt, window.partition_key, window.start, window.end, files
-        )
-        shutil.rmtree(directory, ignore_errors=True)
-        return result
 
     return [_staged, _table]
 
