@@ -70,7 +70,6 @@ def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSumm
     from dagster import DagsterEventType
 
     merged: dict[str, int] = {}
-    staged_ranges: set[str] = set()
     failed_steps: dict[str, str] = {}
     blocked: dict[str, dict[str, str]] = {}
     for event in result.all_events:
@@ -80,10 +79,6 @@ def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSumm
             meta = _meta(mat)
             summary = tables.setdefault(table, TableSummary())
             if prefix == "cxone_staged":
-                if "partitions" in meta:  # a ranged step: one summary for the whole range
-                    if table in staged_ranges:
-                        continue
-                    staged_ranges.add(table)
                 summary.files += int(meta.get("files", 0))
                 summary.rows_in += int(meta.get("rows_in_files", 0))
             elif prefix == "cxone":
@@ -106,12 +101,12 @@ def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSumm
                 summary.checks_warned += 1
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             key = event.step_key or ""
-            table = key.split("__", 1)[-1]  # step keys are {prefix}__{table}
+            table = key.split("__", 1)[-1]  # step keys are load__{table}
             tables.setdefault(table, TableSummary())
             failure = event.event_specific_data
             user = failure.user_failure_data
             named = _meta(user).get("blocked") if user else None
-            if isinstance(named, dict):  # a ranged MERGE: the partitions it did not merge
+            if isinstance(named, dict):  # the load step: the partitions it did not merge
                 blocked.setdefault(table, {}).update(named)
                 continue
             text = user.description if user and user.description else None

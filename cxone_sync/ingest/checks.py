@@ -17,9 +17,13 @@ READABLE = "readable_through_kms"
 CROSS_PARTITION_KEYS = "cross_partition_keys"
 FILE_LOCATION = "file_location"
 RECOVERED = "recovered"
+COMPLETED_EXPORT = "completed_export"
 
-BLOCKING_CHECKS: tuple[str, ...] = (RECORD_COUNT, CHECKSUM, SCHEMA_DRIFT, READABLE, FILE_LOCATION)
-"""Evaluated on the staged data before the MERGE; a failure blocks the partition."""
+GATE_CHECKS: tuple[str, ...] = (RECORD_COUNT, CHECKSUM, SCHEMA_DRIFT, READABLE, FILE_LOCATION)
+"""Evaluated on the staged files of a partition; a failure blocks the partition."""
+
+BLOCKING_CHECKS: tuple[str, ...] = (COMPLETED_EXPORT, *GATE_CHECKS)
+"""Every blocking check of the staged asset: a COMPLETED export exists, then the gates."""
 
 CHECK_DESCRIPTIONS: dict[str, str] = {
     RECORD_COUNT: "Rows in the job's files against the manifest's record_count (tolerance 5%).",
@@ -29,6 +33,9 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     READABLE: "Every file of the partition can be read and decrypted through the KMS key.",
     FILE_LOCATION: "Every file of the job lies in the export bucket under the download's prefix.",
     CROSS_PARTITION_KEYS: "Natural keys that first arrived in another partition (late updates).",
+    COMPLETED_EXPORT: "The interval has a COMPLETED CXone export job (asked of the API). Fails "
+    "while none exists (not due yet, or the export FAILED / TIMED_OUT and no re-export completed) "
+    "or when the API could not be asked; the partition loads once an export completes.",
     RECOVERED: "The interval has a COMPLETED export and is loaded. Fails when its export failed "
     "and the bounded manual re-exports ran out (the jobs sensor reports it, with the reason).",
 }

@@ -14,14 +14,13 @@ Pure library code (no Dagster): the staged asset, the benchmark and the tests al
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,11 +39,10 @@ from cxone_sync.storage.staging import (
     StagingError,
     UnreadableFileError,
     fetch_s3_file,
+    head_s3_file,
 )
 from cxone_sync.warehouse.base import StagedFile, Warehouse
 from cxone_sync.warehouse.schema import SchemaDiff, diff_schema
-
-MANIFEST = "manifest.json"
 
 
 class NoCompletedExportError(Exception):
@@ -61,7 +59,7 @@ class Window:
 
 @dataclass
 class StagedPartition:
-    """What the staging step hands to the MERGE step (saved as JSON beside the files)."""
+    """What staging decided for one partition: the files the MERGE may load, or why not."""
 
     table: str
     partition_key: str
@@ -80,52 +78,6 @@ class StagedPartition:
         """Why the partition is blocked: the description of every failing ERROR gate."""
         return [o.description for o in self.outcomes if not o.passed and o.severity == "ERROR"]
 
-    def save(self, directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "table": self.table,
-            "partition_key": self.partition_key,
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "blocked": self.blocked,
-            "files": [
-                {**asdict(f), "path": str(f.path), "job_end_time": f.job_end_time.isoformat()}
-                for f in self.files
-            ],
-            "jobs": self.jobs,
-            "superseded_jobs": self.superseded_jobs,
-            "skipped_files": self.skipped_files,
-            "stats": self.stats,
-            "blocked_reasons": self.blocked_reasons,
-        }
-        target = directory / MANIFEST
-        target.write_text(json.dumps(doc, indent=1, default=str))
-        return target
-
-    @staticmethod
-    def load_files(directory: Path) -> tuple[dict[str, Any], list[StagedFile]]:
-        path = directory / MANIFEST
-        if not path.exists():
-            raise FileNotFoundError(
-                f"no staged data at {directory}: materialize the staged asset of this partition "
-                "in the same run as its table (select both, or use the sync job)."
-            )
-        doc = json.loads(path.read_text())
-        files = [
-            StagedFile(
-                path=Path(f["path"]),
-                uri=f["uri"],
-                version_id=f["version_id"],
-                sha256=f["sha256"],
-                rows=int(f["rows"]),
-                size_bytes=int(f["size_bytes"]),
-                job_id=f["job_id"],
-                job_end_time=datetime.fromisoformat(f["job_end_time"]),
-            )
-            for f in doc["files"]
-        ]
-        return doc, files
-
 
 @dataclass
 class _JobState:
@@ -139,18 +91,17 @@ class _JobState:
         return any(f.blocking for f in self.findings)
 
 
-def select_jobs(source: ExportSource, window: Window) -> list[Job]:
-    """COMPLETED jobs whose interval overlaps the window, oldest completion first."""
-    jobs = [
-        job
-        for job in source.iter_jobs(
-            window.data_type.category, statuses=(JobStatus.COMPLETED,), updated_since=window.start
-        )
-        if job.status == "COMPLETED"
-        and job.interval_start < window.end
-        and job.interval_end > window.start
-    ]
-    return sorted(jobs, key=_completion_order)
+def select_jobs(source: ExportSource, category: str, start: datetime, end: datetime) -> list[Job]:
+    """COMPLETED jobs whose interval overlaps [start, end), oldest completion first: one listing
+    for a whole range of partitions (a job cannot change state before its interval starts)."""
+    jobs = source.iter_jobs(category, statuses=(JobStatus.COMPLETED,), updated_since=start)
+    return overlapping([j for j in jobs if j.status == "COMPLETED"], start, end)
+
+
+def overlapping(jobs: Sequence[Job], start: datetime, end: datetime) -> list[Job]:
+    """The jobs whose interval overlaps [start, end), oldest completion first."""
+    chosen = [j for j in jobs if j.interval_start < end and j.interval_end > start]
+    return sorted(chosen, key=_completion_order)
 
 
 def _completion_order(job: Job) -> tuple[datetime, str]:
@@ -186,12 +137,16 @@ class PartitionStager:
         self.tolerance = tolerance
 
     # -- public -------------------------------------------------------------------------------
-    def stage(self, window: Window) -> StagedPartition:
+    def stage(self, window: Window, jobs: Sequence[Job] | None = None) -> StagedPartition:
+        """``jobs``: COMPLETED jobs listed once for a range (None: list this window's)."""
         started = time.perf_counter()
         if self.staging_dir.exists():
             shutil.rmtree(self.staging_dir)
         self.staging_dir.mkdir(parents=True)
-        jobs = select_jobs(self.source, window)
+        if jobs is None:
+            jobs = select_jobs(self.source, window.data_type.category, window.start, window.end)
+        else:
+            jobs = overlapping(jobs, window.start, window.end)
         if not jobs:
             raise NoCompletedExportError(self._why_nothing(window))
         existing = self.warehouse.table_columns(window.data_type)
@@ -228,7 +183,6 @@ class PartitionStager:
             outcomes=outcomes,
             stats=stats,
         )
-        staged.save(self.staging_dir)
         return staged
 
     def _why_nothing(self, window: Window) -> str:
@@ -335,23 +289,10 @@ class PartitionStager:
         dest = self.staging_dir / f"{job.id}-{len(state.files) + len(state.skipped):05d}.parquet"
         try:
             if known:
-                hashed = fetch_s3_file(self.s3, ref.location.bucket, ref.location.key, None)
-                previous = {v: s for v, s in known}
-                if hashed.version_id in previous:
-                    if previous[hashed.version_id] == hashed.sha256:
-                        return hashed
-                    state.findings.append(
-                        Finding(
-                            ck.CHECKSUM,
-                            job.id,
-                            f"{uri} version {hashed.version_id} now hashes to {hashed.sha256[:12]}"
-                            f"... but was loaded as {previous[hashed.version_id][:12]}...: bytes "
-                            "changed under one S3 version. Request a re-export of the interval "
-                            "(manual export, overwrite false, backfill prefix).",
-                            blocking=True,
-                            uri=uri,
-                        )
-                    )
+                decision = self._unchanged(state, ref, dict(known))
+                if isinstance(decision, FetchedFile):
+                    return decision  # unchanged: skipped
+                if decision == "blocked":
                     return None
             fetched = fetch_s3_file(self.s3, ref.location.bucket, ref.location.key, dest)
         except UnreadableFileError as exc:
@@ -388,6 +329,45 @@ class PartitionStager:
                 )
             )
         return fetched
+
+    def _unchanged(
+        self, state: _JobState, ref: FileRef, previous: dict[str | None, str]
+    ) -> FetchedFile | Literal["download", "blocked"]:
+        """A file the ledger holds: skipped without reading it when S3's current version is the
+        loaded one (an S3 object version's bytes never change). Returns the skip marker (a
+        FetchedFile without a path), "blocked" (a finding was recorded) or "download" (a new
+        version, or an unversioned bucket where only the bytes can tell)."""
+        head = head_s3_file(self.s3, ref.location.bucket, ref.location.key)
+        if head.version_id is None:
+            hashed = fetch_s3_file(self.s3, ref.location.bucket, ref.location.key, None)
+            if previous.get(None) == hashed.sha256:
+                return hashed
+            return "download"
+        loaded = previous.get(head.version_id)
+        if loaded is None:
+            return "download"
+        if head.s3_checksum_sha256 in (None, loaded):
+            return FetchedFile(
+                uri=ref.uri,
+                path=None,
+                version_id=head.version_id,
+                sha256=loaded,
+                size_bytes=head.size_bytes,
+                s3_checksum_sha256=head.s3_checksum_sha256,
+            )
+        state.findings.append(
+            Finding(
+                ck.CHECKSUM,
+                state.job.id,
+                f"{ref.uri} version {head.version_id}: S3's stored SHA-256 "
+                f"({head.s3_checksum_sha256[:12]}...) differs from the SHA-256 it was loaded with "
+                f"({loaded[:12]}...): the bytes under one S3 version changed. Request a re-export "
+                "of the interval (manual export, overwrite false, backfill prefix).",
+                blocking=True,
+                uri=ref.uri,
+            )
+        )
+        return "blocked"
 
     # -- gates --------------------------------------------------------------------------------
     def _check_count(self, state: _JobState, uri: str, expected: int | None, actual: int) -> None:
@@ -531,7 +511,7 @@ class PartitionStager:
             "partition": window.partition_key,
             "jobs": [s.job.id for s in states],
         }
-        outcomes = [ck.summarize(name, findings, superseded, base) for name in ck.BLOCKING_CHECKS]
+        outcomes = [ck.summarize(name, findings, superseded, base) for name in ck.GATE_CHECKS]
         counts = _count_totals(states, findings)
         for outcome in outcomes:
             if outcome.name == ck.RECORD_COUNT:

@@ -73,6 +73,43 @@ def _denied_message(uri: str, error: ClientError, reader: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    version_id: str | None
+    size_bytes: int
+    s3_checksum_sha256: str | None
+
+
+def _client_error(uri: str, exc: ClientError, reader: str) -> StagingError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in _DENIED_CODES or code.startswith("KMS"):
+        return UnreadableFileError(_denied_message(uri, exc, reader))
+    if code in {"NoSuchKey", "404", "NoSuchVersion"}:
+        return StagingError(
+            f"{uri} is listed by a COMPLETED job but is not in the bucket ({code}). "
+            "Request a re-export of the interval (manual export, overwrite false)."
+        )
+    return StagingError(f"cannot read {uri}: S3 answered {code or 'an error'}")
+
+
+def head_s3_file(
+    s3_client: Any, bucket: str, key: str, *, reader: str = "the reader role"
+) -> ObjectHead:
+    """What S3 says about the current version of an object, without reading its bytes."""
+    uri = f"s3://{bucket}/{key}"
+    try:
+        response = s3_client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        raise _client_error(uri, exc, reader) from None
+    except BotoCoreError as exc:
+        raise StagingError(f"cannot read {uri}: {type(exc).__name__}") from None
+    return ObjectHead(
+        version_id=response.get("VersionId"),
+        size_bytes=int(response.get("ContentLength") or 0),
+        s3_checksum_sha256=_checksum_hex(response.get("ChecksumSHA256")),
+    )
+
+
 def fetch_s3_file(
     s3_client: Any,
     bucket: str,
@@ -90,15 +127,7 @@ def fetch_s3_file(
     try:
         response = s3_client.get_object(**params)
     except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _DENIED_CODES or code.startswith("KMS"):
-            raise UnreadableFileError(_denied_message(uri, exc, reader)) from None
-        if code in {"NoSuchKey", "404", "NoSuchVersion"}:
-            raise StagingError(
-                f"{uri} is listed by a COMPLETED job but is not in the bucket ({code}). "
-                "Request a re-export of the interval (manual export, overwrite false)."
-            ) from None
-        raise StagingError(f"cannot read {uri}: S3 answered {code or 'an error'}") from None
+        raise _client_error(uri, exc, reader) from None
     except BotoCoreError as exc:
         raise StagingError(f"cannot read {uri}: {type(exc).__name__}") from None
 

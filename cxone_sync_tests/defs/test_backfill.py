@@ -56,16 +56,18 @@ def workspace(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Iterator[tuple[object, WorkspaceProcessContext, dg.DagsterInstance]]:
-    stack = make_stack(
-        scale=0.1,
-        categories=("ivr", "workforce_management"),
-        record_count_skew=(CountSkew("ivr", BAD, 10.0),),
-        duplicate_export_rate=0.3,
-        late_update_rate=0.1,
-        **getattr(request, "param", {}),
-    )
+    params = dict(getattr(request, "param", {}))
+    clock = params.pop("advance_to", START + timedelta(days=DAYS, hours=8))
+    config = {
+        "scale": 0.1,
+        "categories": ("ivr", "workforce_management"),
+        "record_count_skew": (CountSkew("ivr", BAD, 10.0),),
+        "duplicate_export_rate": 0.3,
+        "late_update_rate": 0.1,
+    }
+    stack = make_stack(**{**config, **params})
     point_platform_at(stack, monkeypatch, tmp_path / "data")
-    stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
+    stack.world.advance_to(clock)
     home = tmp_path / "home"
     home.mkdir()
     target = InProcessWorkspaceLoadTarget(
@@ -304,3 +306,157 @@ def test_six_hourly_backfill_is_one_ranged_run_and_a_missing_export_blocks_one_p
         # (the UI shows it as an execution that failed with its run)
         status = {r.partition: r.status.value for r in checks}
         assert status == {p: "PLANNED" if p == missing else "SUCCEEDED" for p in partitions}
+
+
+EARLY = START + timedelta(days=1, hours=5, minutes=30)
+"""A clock at which the exports of day 2 from 05:00 on do not exist yet."""
+
+REEXECUTE_BACKFILL = """
+mutation($params: ReexecutionParams!) {
+  reexecutePartitionBackfill(reexecutionParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def _latest_check(
+    instance: dg.DagsterInstance, key: dg.AssetKey, name: str
+) -> dict[str, AssetCheckEvaluation]:
+    """partition -> the newest evaluation of one check."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(key, name), limit=1000
+    )
+    out: dict[str, AssetCheckEvaluation] = {}
+    for record in records:  # newest first
+        if record.status.value not in ("SUCCEEDED", "FAILED") or record.partition is None:
+            continue  # planned in a run that did not evaluate it
+        out.setdefault(record.partition, _evaluation(record))
+    return out
+
+
+@pytest.mark.parametrize(
+    "workspace", [{"advance_to": EARLY, "record_count_skew": ()}], indirect=True
+)
+def test_backfill_before_the_exports_exist_recovers_by_reexecution_without_a_new_backfill(
+    workspace,  # type: ignore[no-untyped-def]
+) -> None:
+    stack, context, instance = workspace
+    session = category("ivr").data_type("ivr_session")
+    staged, table = (
+        dg.AssetKey(["cxone_staged", session.table]),
+        dg.AssetKey(["cxone", session.table]),
+    )
+    partitions = _partitions("ivr")
+    exported = {p for p in partitions if p < partition_key(START + timedelta(days=1, hours=5))}
+    missing = set(partitions) - exported
+    assert len(missing) == 19
+
+    backfill = _backfill(context, instance, [staged, table], partitions)
+    assert backfill.status == BulkActionStatus.COMPLETED_FAILED
+
+    # honest partition states: nothing staged is not "materialized", and every partition without
+    # an export has a failed blocking check saying so; the BI table has exactly what loaded
+    assert instance.get_materialized_partitions(staged) == exported
+    assert instance.get_materialized_partitions(table) == exported
+    completed = _latest_check(instance, staged, ck.COMPLETED_EXPORT)
+    assert {p for p, e in completed.items() if not e.passed} == missing
+    assert all(e.passed for p, e in completed.items() if p in exported)
+    sample = completed[min(missing)]
+    assert sample.blocking and sample.severity == dg.AssetCheckSeverity.ERROR
+    assert "no export job for this interval yet" in (sample.description or "")
+    data = backfill.asset_backfill_data
+    assert data is not None
+    assert (
+        set(data.failed_and_downstream_subset.get_partitions_subset(table).get_partition_keys())
+        == missing
+    )
+    (failed_run,) = [
+        r
+        for r in instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
+        if r.status == dg.DagsterRunStatus.FAILURE
+    ]
+
+    # the exports complete; the user re-executes the failed run from failure: the load step
+    # stages again what it merges, and skips what the first attempt merged
+    stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
+    warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
+    reexecuted = dg.execute_job(
+        ReconstructableRepository.for_module(
+            "cxone_sync.definitions", "defs", working_directory=str(Path(__file__).parents[2])
+        ).get_reconstructable_job(failed_run.job_name),
+        instance=instance,
+        reexecution_options=dg.ReexecutionOptions.from_failure(failed_run.run_id, instance),
+        tags={
+            k: v
+            for k, v in failed_run.tags.items()
+            if k.startswith("dagster/asset_partition_range")
+        },
+        raise_on_error=False,
+    )
+    assert reexecuted.success
+    assert instance.get_materialized_partitions(table) == set(partitions)
+    merged_by_reexecution = {
+        e.partition for e in reexecuted.get_asset_materialization_events() if e.asset_key == table
+    }
+    # the whole failed range ran again: the 5 merged the first time changed nothing
+    day2 = {p for p in partitions if p >= partitions[24]}
+    assert merged_by_reexecution == day2
+    completed = _latest_check(instance, staged, ck.COMPLETED_EXPORT)
+    assert set(completed) == set(partitions) and all(e.passed for e in completed.values())
+    for name in ck.GATE_CHECKS:
+        latest = _latest_check(instance, staged, name)
+        assert set(latest) == set(partitions) and all(e.passed for e in latest.values()), name
+    truth = stack.world.ground_truth("ivr", "ivr_session", START, START + timedelta(days=DAYS))
+    assert differences(truth, warehouse.read_table(session), list(session.key)) == []
+
+
+@pytest.mark.parametrize(
+    "workspace", [{"advance_to": EARLY, "record_count_skew": ()}], indirect=True
+)
+def test_reexecuting_a_backfills_failed_partitions_loads_them_once_the_exports_exist(
+    workspace,  # type: ignore[no-untyped-def]
+) -> None:
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    stack, context, instance = workspace
+    session = category("ivr").data_type("ivr_session")
+    staged, table = (
+        dg.AssetKey(["cxone_staged", session.table]),
+        dg.AssetKey(["cxone", session.table]),
+    )
+    partitions = _partitions("ivr")
+    backfill = _backfill(context, instance, [staged, table], partitions)
+    assert backfill.status == BulkActionStatus.COMPLETED_FAILED
+
+    stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
+    # what the UI's "Re-execute failed partitions" button sends
+    result = execute_dagster_graphql(
+        context.create_request_context(),
+        REEXECUTE_BACKFILL,
+        {"params": {"parentRunId": backfill.backfill_id, "strategy": "FROM_FAILURE"}},
+    )
+    answer = result.data["reexecutePartitionBackfill"]
+    assert answer["__typename"] == "LaunchBackfillSuccess", answer
+    retry_id = answer["backfillId"]
+    for _ in range(20):
+        list(execute_backfill_iteration(context, LOG))
+        retry = instance.get_backfill(retry_id)
+        assert retry is not None
+        if retry.status != BulkActionStatus.REQUESTED:
+            break
+    assert retry.status == BulkActionStatus.COMPLETED_SUCCESS
+    # only the failed partitions were run again, in one ranged run
+    (run,) = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: retry_id}))
+    assert run.tags[ASSET_PARTITION_RANGE_START_TAG] == partition_key(
+        START + timedelta(days=1, hours=5)
+    )
+    assert instance.get_materialized_partitions(table) == set(partitions)
+    assert instance.get_materialized_partitions(staged) == set(partitions)
+    completed = _latest_check(instance, staged, ck.COMPLETED_EXPORT)
+    assert all(e.passed for e in completed.values()) and set(completed) == set(partitions)
+    warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
+    truth = stack.world.ground_truth("ivr", "ivr_session", START, START + timedelta(days=DAYS))
+    assert differences(truth, warehouse.read_table(session), list(session.key)) == []

@@ -1,37 +1,40 @@
-"""The per-data-type asset chain, generated from the catalog.
+"""The per-data-type load step, generated from the catalog.
 
-For every data type: ``cxone_staged/{table}`` (select COMPLETED jobs, verify and fetch files,
-evaluate the blocking gates) feeds ``cxone/{table}`` (newest-wins MERGE into the BI table). A
-failing blocking check on the staged asset stops the MERGE of that partition only.
+Every data type is one step that materializes two assets, partition by partition:
+
+* ``cxone_staged/{table}``: the files of the interval's COMPLETED export jobs, verified (SHA-256,
+  S3 version, record count, schema) and staged; its blocking checks are the quality gates,
+  evaluated per partition (``completed_export`` fails when the interval has no COMPLETED export);
+* ``cxone/{table}``: the newest-wins MERGE of the partitions that passed.
+
+Staging and merging share one step so that a run re-executed from failure (or a backfill's failed
+partitions re-executed) stages again what it merges: a partition whose export did not exist yet
+loads once it does. A partition is recorded as staged only when something was staged, and as
+loaded only when it was merged; a blocked partition fails its check, is named in the step's
+failure, and leaves the table as it was. The same code runs for one partition (sensors, a single
+materialize) and for a range (a backfill batched by the backfill policy).
 """
 
 import re
-import shutil
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
 from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category, DataType
-from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.errors import CXoneError
+from cxone_sync.cxone.models import Job
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.ingest import checks as ck
-from cxone_sync.ingest.stage import (
-    NoCompletedExportError,
-    PartitionStager,
-    StagedPartition,
-    Window,
-)
+from cxone_sync.ingest.load import PartitionLoadOutcome, load_partition
+from cxone_sync.ingest.stage import NoCompletedExportError, Window, select_jobs
 from cxone_sync.storage.staging import StagingError
-from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, Warehouse
+from cxone_sync.warehouse.base import MergeResult
 
 STAGED_PREFIX = "cxone_staged"
 TABLE_PREFIX = "cxone"
@@ -47,48 +50,18 @@ def table_key(dt: DataType) -> dg.AssetKey:
     return dg.AssetKey([TABLE_PREFIX, dt.table])
 
 
+def load_step_name(dt: DataType) -> str:
+    """The op (and step key) that stages and merges one data type: ``load__{table}``."""
+    return f"load__{dt.table}"
+
+
 def staging_path(base: str, dt: DataType, partition_key: str, run_id: str) -> Path:
     safe = re.sub(r"[^0-9A-Za-z_-]", "_", partition_key)
     return Path(base) / dt.table / safe / run_id
 
 
-def _run_root(context: dg.AssetExecutionContext) -> str:
-    """Re-execution from failure reuses what the original run staged."""
-    return context.run.root_run_id or context.run.run_id
-
-
-def check_specs(dt: DataType, pdef: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            name,
-            asset=staged_key(dt),
-            blocking=True,
-            description=ck.CHECK_DESCRIPTIONS[name],
-            partitions_def=pdef,
-        )
-        for name in ck.BLOCKING_CHECKS
-    ]
-
-
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
-
-
-def _windows(context: dg.AssetExecutionContext, dt: DataType) -> list[Window]:
-    """The partitions of the run: one, or a range (a UI backfill batched by its policy)."""
-    pdef = context.assets_def.partitions_def
-    assert isinstance(pdef, dg.TimeWindowPartitionsDefinition)
-    windows = []
-    for key in context.partition_keys:
-        tw = pdef.time_window_for_partition_key(key)
-        windows.append(Window(dt, key, tw.start, tw.end))
-    return windows
-
-
-def _check_outputs(context: dg.AssetExecutionContext) -> Iterator[dg.Output[None]]:
-    """A ranged step reports its checks per partition itself; the check outputs still close."""
-    for name in context.assets_def.check_specs_by_output_name:
-        yield dg.Output(None, output_name=name)
 
 
 def latest_materializations(
@@ -109,316 +82,140 @@ def latest_materializations(
     return latest
 
 
-def _target(
-    record: dg.EventLogRecord | None,
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """What a check evaluation of one partition was evaluated against (as a single run links it)."""
-    if record is None:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+# ------------------------------------------------------------------ gate outcomes -> events
+
+
+def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Check metadata: scalars as they are, structures as JSON."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            out[key] = value
+        else:
+            out[key] = dg.MetadataValue.json(value)
+    return out
+
+
+def _evaluation(
+    key: dg.AssetKey,
+    partition: str,
+    name: str,
+    *,
+    passed: bool,
+    severity: str = "ERROR",
+    description: str,
+    metadata: dict[str, Any] | None = None,
+    blocking: bool = False,
+) -> dg.AssetCheckEvaluation:
+    """One check result for one partition. Emitted after the partition's materialization in the
+    same run, so the UI evaluates it against that materialization."""
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=name,
+        passed=passed,
+        severity=dg.AssetCheckSeverity(severity),
+        description=description,
+        metadata=_jsonable(metadata or {}),
+        blocking=blocking,
+        partition=partition,
     )
 
 
-def _merged_in_lineage(
-    context: dg.AssetExecutionContext, record: dg.EventLogRecord | None, run_root: str
-) -> bool:
-    """True when a run of this run's lineage (the original or an earlier re-execution) already
-    merged the partition: its staging was consumed, and merging it again is not needed."""
-    if record is None:
-        return False
-    if record.run_id == run_root:
-        return True
-    run = context.instance.get_run_by_id(record.run_id)
-    return run is not None and run.root_run_id == run_root
-
-
-class _NotMerged(Exception):
-    """Why one partition was not merged (blocked, not staged, or refused by the warehouse)."""
-
-
-def _blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Failure:
-    listed = "\n".join(f"  {key}: {why}" for key, why in sorted(blocked.items()))
-    return dg.Failure(
-        description=f"{dt.table}: {len(blocked)} of {total} partitions not merged; the other "
-        f"{total - len(blocked)} were. Blocked:\n{listed}\nFix the cause (the check or message "
-        "names it), then re-run the failed partitions (re-execute the backfill's failed "
-        "partitions, or `cxone-sync sync` over their interval).",
-        metadata={"table": dt.table, "blocked": dg.MetadataValue.json(blocked)},
-    )
-
-
-def build_data_type_assets(
-    category: Category,
-    dt: DataType,
-    pdef: dg.PartitionsDefinition,
-    warehouse_kind: str,
-    partitions_per_run: int = 24,
-) -> list[dg.AssetsDefinition]:
-    pool = WAREHOUSE_POOL
-    # Staged and table share the policy, so a backfill puts both in the same ranged run.
-    backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run)
-
-    def stage_one(
-        client: CXoneClient,
-        s3_client: Any,
-        warehouse: Warehouse,
-        ingest: IngestResource,
-        prefix: str,
-        window: Window,
-        run_root: str,
-    ) -> StagedPartition:
-        stager = PartitionStager(
-            source=client,
-            s3_client=s3_client,
-            warehouse=warehouse,
-            bucket=ingest.bucket,
-            prefixes=[prefix],
-            staging_dir=staging_path(ingest.staging_dir, dt, window.partition_key, run_root),
-            tolerance=ingest.tolerance(category.name),
-        )
-        return stager.stage(window)
-
-    def staged_metadata(staged: StagedPartition, window: Window) -> dict[str, Any]:
-        return {
+def gate_events(dt: DataType, window: Window, outcome: PartitionLoadOutcome) -> Iterator[Any]:
+    """The staged partition's materialization and its gates (``completed_export`` included)."""
+    staged = outcome.staged
+    key = staged_key(dt)
+    yield dg.AssetMaterialization(
+        asset_key=key,
+        partition=window.partition_key,
+        metadata={
             **staged.stats,
             "blocked": staged.blocked,
             "job_ids": ", ".join(staged.jobs),
             "superseded_jobs": ", ".join(staged.superseded_jobs),
             "window": f"{_iso(window.start)} .. {_iso(window.end)}",
-        }
-
-    @dg.asset(
-        key=staged_key(dt),
-        partitions_def=pdef,
-        backfill_policy=backfill_policy,
-        group_name=category.name,
-        kinds={"s3", "parquet"},
-        check_specs=check_specs(dt, pdef),
-        pool=pool,
-        description=f"{dt.table}: the files of COMPLETED CXone export jobs of each interval, "
-        "verified (SHA-256, S3 version, record count, schema) and staged for the MERGE.",
-        metadata={"natural_key": list(dt.key)},
+        },
     )
-    def _staged(
-        context: dg.AssetExecutionContext,
-        cxone: CXoneAPIResource,
-        s3: S3Resource,
-        warehouse: WarehouseResource,
-        ingest: IngestResource,
-    ) -> Iterator[Any]:
-        windows = _windows(context, dt)
-        run_root = _run_root(context)
-        s3_client, wh = s3.get_client(), warehouse.get()
-        with cxone.client() as client:
-            prefix = client.download_config(category.name).destination.prefix
-            if context.has_partition_key:
-                # One partition: Dagster's own blocking checks stop this partition's MERGE.
-                window = windows[0]
-                try:
-                    staged = stage_one(client, s3_client, wh, ingest, prefix, window, run_root)
-                except NoCompletedExportError as exc:
-                    raise dg.Failure(
-                        description=str(exc),
-                        metadata={"partition": window.partition_key, "table": dt.table},
-                    ) from None
-                if staged.blocked:
-                    context.log.error(
-                        f"{dt.table} partition {window.partition_key} is blocked: "
-                        + "; ".join(staged.blocked_reasons)
-                    )
-                yield dg.MaterializeResult(
-                    metadata=staged_metadata(staged, window),
-                    check_results=[
-                        dg.AssetCheckResult(
-                            check_name=o.name,
-                            passed=o.passed,
-                            severity=dg.AssetCheckSeverity(o.severity),
-                            description=o.description,
-                            metadata=_jsonable(o.metadata),
-                        )
-                        for o in staged.outcomes
-                    ],
-                )
-                return
-            # A range (a batched backfill): every partition is staged and checked on its own.
-            # Dagster blocks per step, so here the gate is enforced per partition by the MERGE
-            # step, which skips the blocked partitions and fails the run naming them.
-            outcomes: dict[str, StagedPartition] = {}
-            blocked: dict[str, str] = {}
-            for window in windows:
-                try:
-                    staged = stage_one(client, s3_client, wh, ingest, prefix, window, run_root)
-                except (NoCompletedExportError, CXoneError, StagingError) as exc:
-                    # one interval's trouble (no export yet, an API error that outlasted the
-                    # retries) blocks that partition only; the rest of the range goes on
-                    why = str(exc) or type(exc).__name__
-                    _save_blocked_stub(ingest, dt, window, run_root, why)
-                    blocked[window.partition_key] = why
-                    continue
-                outcomes[window.partition_key] = staged
-                if staged.blocked:
-                    blocked[window.partition_key] = "; ".join(staged.blocked_reasons)
-        for key, why in sorted(blocked.items()):
-            context.log.error(f"{dt.table} partition {key} is blocked: {why}")
-        yield dg.MaterializeResult(
-            metadata={
-                "partitions": len(windows),
-                "partitions_blocked": len(blocked),
-                "blocked": dg.MetadataValue.json(blocked),
-                "rows_in_files": sum(o.stats.get("rows_in_files", 0) for o in outcomes.values()),
-                "files": sum(o.stats.get("files", 0) for o in outcomes.values()),
-                "files_staged": sum(o.stats.get("files_staged", 0) for o in outcomes.values()),
-                "window": f"{_iso(windows[0].start)} .. {_iso(windows[-1].end)}",
-            }
-        )
-        yield from _check_outputs(context)
-        records = latest_materializations(context.instance, staged_key(dt), list(outcomes))
-        for key, staged in outcomes.items():
-            target = _target(records.get(key))
-            for o in staged.outcomes:
-                yield dg.AssetCheckEvaluation(
-                    asset_key=staged_key(dt),
-                    check_name=o.name,
-                    passed=o.passed,
-                    severity=dg.AssetCheckSeverity(o.severity),
-                    description=o.description,
-                    metadata={
-                        **_jsonable(o.metadata),
-                        "enforced_by": "MERGE step of this ranged run (skips the partition)",
-                    },
-                    target_materialization_data=target,
-                    # Not Dagster-blocking: a failed blocking evaluation would stop the MERGE
-                    # step of the whole range; the MERGE step enforces it per partition instead.
-                    blocking=False,
-                    partition=key,
-                )
-
-    @dg.asset(
-        key=table_key(dt),
-        deps=[staged_key(dt)],
-        partitions_def=pdef,
-        backfill_policy=backfill_policy,
-        group_name=category.name,
-        kinds={warehouse_kind},
-        pool=pool,
-        # A ranged run records a materialization per merged partition, none for blocked ones.
-        output_required=False,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=category.freshness),
-        check_specs=[
-            dg.AssetCheckSpec(
-                name,
-                asset=table_key(dt),
-                description=ck.CHECK_DESCRIPTIONS[name],
-                partitions_def=pdef,
-            )
-            for name in (ck.CROSS_PARTITION_KEYS, ck.RECOVERED)
-        ],
-        description=f"cxone.{dt.table}: one row per natural key ({', '.join(dt.key)}), the "
-        "newest version by updated_at (tie: the later-completed job).",
-        metadata={"natural_key": list(dt.key), "table": f"cxone.{dt.table}"},
+    yield _evaluation(
+        key,
+        window.partition_key,
+        ck.COMPLETED_EXPORT,
+        passed=True,
+        description="COMPLETED export job(s) " + ", ".join(staged.jobs),
+        metadata={"job_ids": ", ".join(staged.jobs)},
+        blocking=True,
     )
-    def _table(
-        context: dg.AssetExecutionContext,
-        warehouse: WarehouseResource,
-        ingest: IngestResource,
-    ) -> Iterator[Any]:
-        windows = _windows(context, dt)
-        run_root = _run_root(context)
-        wh = warehouse.get()
-
-        def merge_one(window: Window) -> tuple[MergeResult, dict[str, Any]]:
-            """Merge what the staging step let through; _NotMerged says why not."""
-            directory = staging_path(ingest.staging_dir, dt, window.partition_key, run_root)
-            try:
-                doc, files = StagedPartition.load_files(directory)
-            except FileNotFoundError as exc:
-                raise _NotMerged(str(exc)) from None
-            if doc["blocked"]:
-                raise _NotMerged("; ".join(doc.get("blocked_reasons", [])) or "blocked")
-            try:
-                result = wh.merge_partition(
-                    dt, window.partition_key, window.start, window.end, files
-                )
-            except (SchemaError, DataError) as exc:
-                raise _NotMerged(f"not merged: {exc}") from None
-            shutil.rmtree(directory, ignore_errors=True)
-            return result, doc
-
-        if context.has_partition_key:
-            window = windows[0]
-            try:
-                result, doc = merge_one(window)
-            except _NotMerged as exc:
-                raise dg.Failure(
-                    description=f"{dt.table} partition {window.partition_key}: {exc}"
-                ) from None
-            yield dg.MaterializeResult(
-                metadata=merge_metadata(result, doc),
-                check_results=[
-                    dg.AssetCheckResult(
-                        check_name=ck.CROSS_PARTITION_KEYS,
-                        passed=True,
-                        severity=dg.AssetCheckSeverity.WARN,
-                        **cross_partition_result(result),
-                    ),
-                    dg.AssetCheckResult(check_name=ck.RECOVERED, **recovered_result(doc)),
-                ],
-            )
-            return
-        # A range: merge every partition the staging step let through, one transaction each.
-        before = latest_materializations(
-            context.instance, table_key(dt), [w.partition_key for w in windows]
+    for o in staged.outcomes:
+        yield _evaluation(
+            key,
+            window.partition_key,
+            o.name,
+            passed=o.passed,
+            severity=o.severity,
+            description=o.description,
+            metadata=o.metadata,
+            blocking=True,
         )
-        blocked: dict[str, str] = {}
-        merged: list[tuple[str, MergeResult, dict[str, Any]]] = []
-        for window in windows:
-            key = window.partition_key
-            try:
-                result, doc = merge_one(window)
-            except _NotMerged as exc:
-                if not _merged_in_lineage(context, before.get(key), run_root):
-                    blocked[key] = str(exc)
-                # else: re-execution from failure, and this partition merged the first time
-                continue
-            merged.append((key, result, doc))
-            yield dg.AssetMaterialization(
-                asset_key=table_key(dt), partition=key, metadata=merge_metadata(result, doc)
-            )
-        yield from _check_outputs(context)
-        records = latest_materializations(
-            context.instance, table_key(dt), [k for k, _, _ in merged]
-        )
-        for key, result, doc in merged:
-            target = _target(records.get(key))
-            yield dg.AssetCheckEvaluation(
-                asset_key=table_key(dt),
-                check_name=ck.CROSS_PARTITION_KEYS,
-                passed=True,
-                severity=dg.AssetCheckSeverity.WARN,
-                target_materialization_data=target,
-                partition=key,
-                **cross_partition_result(result),
-            )
-            yield dg.AssetCheckEvaluation(
-                asset_key=table_key(dt),
-                check_name=ck.RECOVERED,
-                target_materialization_data=target,
-                partition=key,
-                **recovered_result(doc),
-            )
-        if blocked:
-            raise _blocked_failure(dt, len(windows), blocked)
-
-    return [_staged, _table]
 
 
-def merge_metadata(result: MergeResult, doc: dict[str, Any]) -> dict[str, Any]:
+def unstaged_events(dt: DataType, window: Window, why: str) -> Iterator[Any]:
+    """Nothing could be staged (no COMPLETED export, or the API kept failing): no staged
+    materialization, a failed blocking ``completed_export`` check with the reason."""
+    yield _evaluation(
+        staged_key(dt),
+        window.partition_key,
+        ck.COMPLETED_EXPORT,
+        passed=False,
+        description=why,
+        metadata={"window": f"{_iso(window.start)} .. {_iso(window.end)}"},
+        blocking=True,
+    )
+
+
+def merge_events(
+    dt: DataType, window: Window, outcome: PartitionLoadOutcome, result: MergeResult
+) -> Iterator[Any]:
+    """The table partition's materialization and its two (non-blocking) checks."""
+    key = table_key(dt)
+    jobs = ", ".join(outcome.staged.jobs)
+    yield dg.AssetMaterialization(
+        asset_key=key,
+        partition=window.partition_key,
+        metadata=merge_metadata(result, outcome),
+    )
+    cross = result.cross_partition_keys
+    yield _evaluation(
+        key,
+        window.partition_key,
+        ck.CROSS_PARTITION_KEYS,
+        passed=True,
+        severity="WARN",
+        description=(
+            f"{cross} keys of this partition first arrived in another partition "
+            "(late updates are legitimate)"
+            if cross
+            else "ok"
+        ),
+        metadata={"cross_partition_keys": cross},
+    )
+    # loaded: whatever recovery the sensor gave up on is resolved now
+    yield _evaluation(
+        key,
+        window.partition_key,
+        ck.RECOVERED,
+        passed=True,
+        description="loaded from COMPLETED export job(s) " + jobs,
+        metadata={"job_ids": jobs},
+    )
+
+
+def merge_metadata(result: MergeResult, outcome: PartitionLoadOutcome) -> dict[str, Any]:
+    staged = outcome.staged
     return {
         # the jobs this load considered: late-data reconciliation compares against them
-        "job_ids": ", ".join(doc.get("jobs", [])),
+        "job_ids": ", ".join(staged.jobs),
         "files_loaded": result.files_loaded,
-        "files_skipped": result.files_skipped + len(doc.get("skipped_files", [])),
+        "files_skipped": result.files_skipped + len(staged.skipped_files),
         "rows_read": result.rows_read,
         "in_file_duplicates_dropped": result.duplicates_dropped,
         "rows_inserted": result.rows_inserted,
@@ -431,55 +228,175 @@ def merge_metadata(result: MergeResult, doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def cross_partition_result(result: MergeResult) -> dict[str, Any]:
-    cross = result.cross_partition_keys
-    return {
-        "description": (
-            f"{cross} keys of this partition first arrived in another partition "
-            "(late updates are legitimate)"
-            if cross
-            else "ok"
-        ),
-        "metadata": {"cross_partition_keys": cross},
-    }
+def blocked_failure(dt: DataType, total: int, blocked: dict[str, str]) -> dg.Failure:
+    listed = "\n".join(f"  {key}: {why}" for key, why in sorted(blocked.items()))
+    loaded = total - len(blocked)
+    return dg.Failure(
+        description=f"{dt.table}: {len(blocked)} of {total} partitions not merged"
+        + (f"; the other {loaded} were" if loaded else "")
+        + f". Blocked:\n{listed}\nFix the cause (the failed check or the message names it), "
+        "then re-execute this run from failure, re-execute the backfill's failed partitions, or "
+        "run `cxone-sync sync` over their interval: each re-stages what it merges.",
+        metadata={"table": dt.table, "blocked": dg.MetadataValue.json(blocked)},
+    )
 
 
-def recovered_result(doc: dict[str, Any]) -> dict[str, Any]:
-    """The partition loaded: whatever recovery the sensor gave up on is resolved now."""
-    return {
-        "passed": True,
-        "description": "loaded from COMPLETED export job(s) " + ", ".join(doc.get("jobs", [])),
-        "metadata": {"job_ids": ", ".join(doc.get("jobs", []))},
-    }
+# ------------------------------------------------------------------ the step
 
 
-def _save_blocked_stub(
-    ingest: IngestResource, dt: DataType, window: Window, run_root: str, why: str
-) -> None:
-    """A partition with nothing to stage still tells the MERGE step why."""
-    StagedPartition(
-        table=dt.table,
-        partition_key=window.partition_key,
-        window_start=window.start,
-        window_end=window.end,
-        blocked=True,
-        files=[],
-        jobs=[],
-        superseded_jobs=[],
-        skipped_files=[],
-        outcomes=[ck.CheckOutcome("export", False, "ERROR", why)],
-    ).save(staging_path(ingest.staging_dir, dt, window.partition_key, run_root))
+@dataclass
+class _Step:
+    """What one execution of a data type's load step works with."""
+
+    category: Category
+    dt: DataType
+    context: dg.AssetExecutionContext
+    cxone: CXoneAPIResource
+    s3: S3Resource
+    warehouse: WarehouseResource
+    ingest: IngestResource
+
+    def windows(self) -> list[Window]:
+        """The partitions of the run: one, or a range (a backfill batched by its policy)."""
+        pdef = self.context.assets_def.partitions_def
+        assert isinstance(pdef, dg.TimeWindowPartitionsDefinition)
+        out = []
+        for key in self.context.partition_keys:
+            tw = pdef.time_window_for_partition_key(key)
+            out.append(Window(self.dt, key, tw.start, tw.end))
+        return out
+
+    def run(self) -> Iterator[Any]:
+        dt = self.dt
+        # A re-execution or a step retry loads the whole range again: partitions merged before
+        # change nothing (their files are in the ledger) and get fresh, current check results.
+        todo = self.windows()
+        blocked: dict[str, str] = {}
+        s3_client, wh = self.s3.get_client(), self.warehouse.get()
+        with self.cxone.client() as client:
+            jobs: list[Job] | None = None
+            listing_error: str | None = None
+            if todo:
+                try:
+                    prefix = client.download_config(self.category.name).destination.prefix
+                    # one listing for the whole range, not one per partition
+                    jobs = select_jobs(client, self.category.name, todo[0].start, todo[-1].end)
+                except CXoneError as exc:
+                    listing_error = f"could not ask CXone for the interval's export jobs: {exc}"
+            for window in todo:
+                key = window.partition_key
+                if listing_error is not None:
+                    blocked[key] = listing_error
+                    yield from unstaged_events(dt, window, listing_error)
+                    continue
+                try:
+                    outcome = load_partition(
+                        data_type=dt,
+                        start=window.start,
+                        end=window.end,
+                        source=client,
+                        s3_client=s3_client,
+                        warehouse=wh,
+                        bucket=self.ingest.bucket,
+                        prefix=prefix,
+                        staging_dir=staging_path(
+                            self.ingest.staging_dir, dt, key, self.context.run.run_id
+                        ),
+                        tolerance=self.ingest.tolerance(self.category.name),
+                        jobs=jobs,
+                    )
+                except (NoCompletedExportError, CXoneError, StagingError) as exc:
+                    # one interval's trouble (no export yet, an API error that outlasted the
+                    # retries) blocks that partition only; the rest of the range goes on
+                    why = str(exc) or type(exc).__name__
+                    blocked[key] = why
+                    yield from unstaged_events(dt, window, why)
+                    continue
+                yield from gate_events(dt, window, outcome)
+                if outcome.merged is None:
+                    blocked[key] = outcome.reason or "blocked"
+                    continue
+                yield from merge_events(dt, window, outcome, outcome.merged)
+        for key, why in sorted(blocked.items()):
+            self.context.log.error(f"{dt.table} partition {key} not merged: {why}")
+        # the step's check outputs close; their results were reported per partition above
+        for name in self.context.assets_def.check_specs_by_output_name:
+            yield dg.Output(None, output_name=name)
+        if blocked:
+            raise blocked_failure(dt, len(todo), blocked)
 
 
-def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Check metadata: scalars as they are, structures as JSON."""
-    out: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if isinstance(value, (int, float, str, bool)) or value is None:
-            out[key] = value
-        else:
-            out[key] = dg.MetadataValue.json(value)
-    return out
+def build_data_type_assets(
+    category: Category,
+    dt: DataType,
+    pdef: dg.PartitionsDefinition,
+    warehouse_kind: str,
+    partitions_per_run: int = 24,
+) -> list[dg.AssetsDefinition]:
+    staged, table = staged_key(dt), table_key(dt)
+
+    @dg.multi_asset(
+        name=load_step_name(dt),
+        specs=[
+            dg.AssetSpec(
+                staged,
+                group_name=category.name,
+                kinds={"s3", "parquet"},
+                description=f"{dt.table}: the files of COMPLETED CXone export jobs of each "
+                "interval, verified (SHA-256, S3 version, record count, schema) and staged for "
+                "the MERGE. Recorded only for partitions where something was staged.",
+                metadata={"natural_key": list(dt.key)},
+                skippable=True,
+            ),
+            dg.AssetSpec(
+                table,
+                deps=[staged],
+                group_name=category.name,
+                kinds={warehouse_kind},
+                freshness_policy=dg.FreshnessPolicy.time_window(fail_window=category.freshness),
+                description=f"cxone.{dt.table}: one row per natural key ({', '.join(dt.key)}), "
+                "the newest version by updated_at (tie: the later-completed job).",
+                metadata={"natural_key": list(dt.key), "table": f"cxone.{dt.table}"},
+                skippable=True,
+            ),
+        ],
+        check_specs=[
+            *(
+                dg.AssetCheckSpec(
+                    name,
+                    asset=staged,
+                    blocking=True,
+                    description=ck.CHECK_DESCRIPTIONS[name],
+                    partitions_def=pdef,
+                )
+                for name in ck.BLOCKING_CHECKS
+            ),
+            *(
+                dg.AssetCheckSpec(
+                    name,
+                    asset=table,
+                    description=ck.CHECK_DESCRIPTIONS[name],
+                    partitions_def=pdef,
+                )
+                for name in (ck.CROSS_PARTITION_KEYS, ck.RECOVERED)
+            ),
+        ],
+        partitions_def=pdef,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run),
+        pool=WAREHOUSE_POOL,
+        can_subset=False,
+        description=f"Stage, gate and merge {dt.table}, partition by partition.",
+    )
+    def _load(
+        context: dg.AssetExecutionContext,
+        cxone: CXoneAPIResource,
+        s3: S3Resource,
+        warehouse: WarehouseResource,
+        ingest: IngestResource,
+    ) -> Iterator[Any]:
+        yield from _Step(category, dt, context, cxone, s3, warehouse, ingest).run()
+
+    return [_load]
 
 
 def build_ingest_assets(
