@@ -14,7 +14,6 @@ RECORD_COUNT = "record_count"
 CHECKSUM = "checksum"
 SCHEMA_DRIFT = "schema_drift"
 READABLE = "readable_through_kms"
-CROSS_PARTITION_KEYS = "cross_partition_keys"
 FILE_LOCATION = "file_location"
 RECOVERED = "recovered"
 COMPLETED_EXPORT = "completed_export"
@@ -25,6 +24,12 @@ GATE_CHECKS: tuple[str, ...] = (RECORD_COUNT, CHECKSUM, SCHEMA_DRIFT, READABLE, 
 BLOCKING_CHECKS: tuple[str, ...] = (COMPLETED_EXPORT, *GATE_CHECKS)
 """Every blocking check of the staged asset: a COMPLETED export exists, then the gates."""
 
+TABLE_CHECKS: tuple[str, ...] = (RECOVERED,)
+"""Checks of the BI table partition (not blocking)."""
+
+RECOVERY_METADATA = "cxone/recovery"
+"""Metadata key of the observation the jobs sensor records on a partition it gave up on."""
+
 CHECK_DESCRIPTIONS: dict[str, str] = {
     RECORD_COUNT: "Rows in the job's files against the manifest's record_count (tolerance 5%).",
     CHECKSUM: "SHA-256 of every file as read against S3's checksum, its size and the audit trail.",
@@ -32,7 +37,6 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     "a missing key or updated_at, null keys or an incompatible type change block.",
     READABLE: "Every file of the partition can be read and decrypted through the KMS key.",
     FILE_LOCATION: "Every file of the job lies in the export bucket under the download's prefix.",
-    CROSS_PARTITION_KEYS: "Natural keys that first arrived in another partition (late updates).",
     COMPLETED_EXPORT: "The interval has a COMPLETED CXone export job (asked of the API). Fails "
     "while none exists (not due yet, or the export FAILED / TIMED_OUT and no re-export completed) "
     "or when the API could not be asked; the partition loads once an export completes.",

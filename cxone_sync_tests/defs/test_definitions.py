@@ -30,7 +30,7 @@ def test_every_data_type_has_its_chain_and_blocking_partitioned_checks() -> None
             assert spec.blocking, spec.name
             assert spec.partitions_def == staged.partitions_def, spec.name
         table_checks = [s for s in table.check_specs if s.asset_key == table_key(dt)]
-        assert {s.name for s in table_checks} == {ck.CROSS_PARTITION_KEYS, ck.RECOVERED}
+        assert {s.name for s in table_checks} == {ck.RECOVERED}
         assert not any(s.blocking for s in table_checks)
         assert staged.op.pool == WAREHOUSE_POOL
         assert "duckdb" in table.specs_by_key[table_key(dt)].kinds

@@ -173,9 +173,15 @@ def unstaged_events(dt: DataType, window: Window, why: str) -> Iterator[Any]:
 
 
 def merge_events(
-    dt: DataType, window: Window, outcome: PartitionLoadOutcome, result: MergeResult
+    dt: DataType,
+    window: Window,
+    outcome: PartitionLoadOutcome,
+    result: MergeResult,
+    *,
+    recovered: bool,
 ) -> Iterator[Any]:
-    """The table partition's materialization and its two (non-blocking) checks."""
+    """The table partition's materialization; ``recovered`` passes again where the jobs sensor
+    had reported the interval as unrecovered (elsewhere it has nothing to say)."""
     key = table_key(dt)
     jobs = ", ".join(outcome.staged.jobs)
     yield dg.AssetMaterialization(
@@ -183,30 +189,16 @@ def merge_events(
         partition=window.partition_key,
         metadata=merge_metadata(result, outcome),
     )
-    cross = result.cross_partition_keys
-    yield _evaluation(
-        key,
-        window.partition_key,
-        ck.CROSS_PARTITION_KEYS,
-        passed=True,
-        severity="WARN",
-        description=(
-            f"{cross} keys of this partition first arrived in another partition "
-            "(late updates are legitimate)"
-            if cross
-            else "ok"
-        ),
-        metadata={"cross_partition_keys": cross},
-    )
-    # loaded: whatever recovery the sensor gave up on is resolved now
-    yield _evaluation(
-        key,
-        window.partition_key,
-        ck.RECOVERED,
-        passed=True,
-        description="loaded from COMPLETED export job(s) " + jobs,
-        metadata={"job_ids": jobs},
-    )
+    if recovered:
+        # the jobs sensor had given up on this interval (its `recovered` check is red): loaded now
+        yield _evaluation(
+            key,
+            window.partition_key,
+            ck.RECOVERED,
+            passed=True,
+            description="loaded from COMPLETED export job(s) " + jobs,
+            metadata={"job_ids": jobs},
+        )
 
 
 def merge_metadata(result: MergeResult, outcome: PartitionLoadOutcome) -> dict[str, Any]:
@@ -223,6 +215,8 @@ def merge_metadata(result: MergeResult, outcome: PartitionLoadOutcome) -> dict[s
         "stale_rows_ignored": result.rows_stale,
         "columns_added": ", ".join(result.columns_added),
         "columns_widened": ", ".join(result.columns_widened),
+        # keys first seen in another partition: late updates, legitimate and worth knowing
+        "cross_partition_keys": result.cross_partition_keys,
         "schema_hash": result.schema_hash,
         **{f"seconds_{k}": round(v, 3) for k, v in result.seconds.items()},
     }
@@ -266,11 +260,29 @@ class _Step:
             out.append(Window(self.dt, key, tw.start, tw.end))
         return out
 
+    def flagged_unrecovered(self, windows: list[Window]) -> set[str]:
+        """Partitions the jobs sensor reported as unrecovered (one query for the range)."""
+        keys = [w.partition_key for w in windows]
+        if not keys:
+            return set()
+        records = self.context.instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=table_key(self.dt), asset_partitions=keys),
+            limit=len(keys) * 10,
+        ).records
+        return {
+            r.partition_key
+            for r in records
+            if r.partition_key is not None
+            and r.asset_observation is not None
+            and ck.RECOVERY_METADATA in r.asset_observation.metadata
+        }
+
     def run(self) -> Iterator[Any]:
         dt = self.dt
         # A re-execution or a step retry loads the whole range again: partitions merged before
         # change nothing (their files are in the ledger) and get fresh, current check results.
         todo = self.windows()
+        flagged = self.flagged_unrecovered(todo)
         blocked: dict[str, str] = {}
         s3_client, wh = self.s3.get_client(), self.warehouse.get()
         with self.cxone.client() as client:
@@ -316,7 +328,9 @@ class _Step:
                 if outcome.merged is None:
                     blocked[key] = outcome.reason or "blocked"
                     continue
-                yield from merge_events(dt, window, outcome, outcome.merged)
+                yield from merge_events(
+                    dt, window, outcome, outcome.merged, recovered=key in flagged
+                )
         for key, why in sorted(blocked.items()):
             self.context.log.error(f"{dt.table} partition {key} not merged: {why}")
         # the step's check outputs close; their results were reported per partition above
@@ -378,7 +392,7 @@ def build_data_type_assets(
                     description=ck.CHECK_DESCRIPTIONS[name],
                     partitions_def=pdef,
                 )
-                for name in (ck.CROSS_PARTITION_KEYS, ck.RECOVERED)
+                for name in ck.TABLE_CHECKS
             ),
         ],
         partitions_def=pdef,
