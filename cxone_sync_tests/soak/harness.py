@@ -158,10 +158,10 @@ class SoakPlan:
             gap_sensor_seconds=10,
             reconciliation_seconds=30,
             cleanup_seconds=10,
-            max_runtime_seconds=90,
-            start_timeout_seconds=90,
+            max_runtime_seconds=300,
+            start_timeout_seconds=120,
             settle_hours=6,
-            settle_timeout=300.0,
+            settle_timeout=600.0,
         )
         return dataclasses.replace(base, **overrides)
 
@@ -281,7 +281,15 @@ class SoakReport:
     def to_json(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["plan"] = {k: str(v) for k, v in doc["plan"].items()}
-        return doc
+        return _jsonable(doc)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
 # ------------------------------------------------------------------------- processes
@@ -427,19 +435,36 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     return None
 
 
+def _chain(error: Any) -> str:
+    """An error's message and its causes', on one line."""
+    parts = []
+    while error is not None and len(parts) < 4:
+        parts.append(" ".join((error.message or "").split()))
+        error = error.cause
+    return " <- ".join(p for p in parts if p)
+
+
 def run_failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The first step failure's message, else the run failure's, else the last engine event."""
-    types = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
-    entries = instance.all_logs(run_id, of_type=types)
-    for entry in entries:
+    """Why a run failed: its first step failure (with the causes), what the run failure says,
+    and any engine event about the worker (exited, terminated, exceeded its runtime)."""
+    reasons: list[str] = []
+    step_seen = False
+    for entry in instance.all_logs(run_id):
         event = entry.dagster_event
-        if event is not None and event.event_type == dg.DagsterEventType.STEP_FAILURE:
+        if event is None:
+            continue
+        kind = event.event_type
+        if kind == dg.DagsterEventType.STEP_FAILURE and not step_seen:
+            step_seen = True
             error = getattr(event.event_specific_data, "error", None)
-            text = (error.message if error is not None else "") or entry.message or ""
-            return f"step {event.step_key}: {text.strip()[:400]}"
-    for entry in entries:
-        return (entry.message or "run failed").strip()[:400]
-    return "no failure event"
+            reasons.append(f"step {event.step_key}: {_chain(error) or entry.message}")
+        elif kind == dg.DagsterEventType.RUN_FAILURE:
+            reasons.append(f"run: {' '.join((entry.message or '').split())}")
+        elif kind == dg.DagsterEventType.ENGINE_EVENT and re.search(
+            r"exited|terminat|exceed|timed out|Detected run worker|forcibly", entry.message or ""
+        ):
+            reasons.append(f"engine: {' '.join((entry.message or '').split())}")
+    return " | ".join(reasons)[:900] or "no failure event"
 
 
 def sensor_ticks(instance: dg.DagsterInstance) -> dict[str, list[Any]]:
@@ -727,6 +752,7 @@ def _settle(
         world.advance(plan.step)
         time.sleep(plan.step_seconds)
     pending = _pending_recoveries(stack, plan)
+    log(f"soak: settling, clock {world.now.isoformat()}, recoveries pending: {len(pending)}")
     if pending:
         report.notes.append(f"failed exports still being recovered at {world.now}: {pending}")
     log(f"soak: clock stopped at {world.now.isoformat()}; waiting for the queue to drain")
@@ -734,6 +760,7 @@ def _settle(
     _drain(instance, quiet, plan.settle_timeout, report, "after the clock stopped")
 
     # the final reconciliation: every partition, whatever its age
+    log("soak: restarting the daemon for a final reconciliation (minimum age 0)")
     procs.stop_daemon()
     restarted = time.time()
     procs.start_daemon({"CXONE_RECONCILIATION_MIN_AGE_HOURS": "0"})
@@ -746,7 +773,9 @@ def _settle(
         )
     except TimeoutError as exc:
         report.problems.append(str(exc))
+    log("soak: final reconciliation ticked; waiting for its runs")
     _drain(instance, quiet, plan.settle_timeout, report, "after the final reconciliation")
+    log("soak: waiting for a staging clean-up tick")
     # the staging clean-up: a tick after everything ended, and its run
     ended = time.time()
     try:
@@ -759,6 +788,7 @@ def _settle(
     except TimeoutError as exc:
         report.problems.append(str(exc))
     _drain(instance, 0, plan.settle_timeout, report, "after the staging clean-up")
+    log("soak: settled; checking")
     # ended runs' slots are freed by run monitoring (free_slots_after_run_end_seconds); any
     # left is reported by the checks, with the runs holding them
     with suppress(TimeoutError):
