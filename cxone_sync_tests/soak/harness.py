@@ -70,6 +70,8 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
+HOSTILE_IDS_KNOB = "hostile_job_ids"
+HOSTILE_IDS_SHARE = 0.05
 RUN_KEY_TAGS = ("dagster/run_key", "cxone/run_key")
 _PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 # Variables that would point the platform somewhere other than the stack when left set.
@@ -127,9 +129,9 @@ class SoakPlan:
     settle_timeout: float = 900.0
     """Wall seconds to wait for the queue to drain, at each of the two waits."""
     breaking_drift: bool = True
-    hostile_ids: bool = False
-    """Placeholder: enables the simulator's hostile job ids once FaultConfig has the knob
-    (branch h1-ids); off until then (see :func:`sim_config`)."""
+    hostile_ids: bool | None = None
+    """Hostile job ids (``FaultConfig.hostile_job_ids``, branch h1-ids): None = on when the
+    simulator has the knob, True = required, False = off."""
 
     @classmethod
     def full(cls, **overrides: Any) -> SoakPlan:
@@ -151,7 +153,7 @@ class SoakPlan:
             daemon_kills=1,
             worker_kills=1,
             step=timedelta(hours=1),
-            step_seconds=3.0,
+            step_seconds=2.0,
             max_backlog=4,
             step_timeout=60.0,
             jobs_sensor_seconds=3,
@@ -171,8 +173,8 @@ class SoakPlan:
 
 
 def sim_config(plan: SoakPlan) -> SimConfig:
-    """chaos() plus breaking drift and named failed and timed-out exports (and hostile ids when
-    the simulator offers them)."""
+    """chaos() plus breaking drift, named failed and timed-out exports, and hostile job ids when
+    the simulator offers them."""
     cats = [category(c) for c in plan.categories]
     failed = (START + timedelta(hours=7, minutes=30),)  # every category's interval holding it
     timed_out = (START + timedelta(hours=13, minutes=5),)
@@ -190,23 +192,25 @@ def sim_config(plan: SoakPlan) -> SimConfig:
             ),
         )
         if last is not first:
+            at = 24 if plan.days > 1 else 0  # clear of the named failures of the first day
             drift += (
                 DriftSpec(
                     last.data_types[-1].name,
-                    START + timedelta(hours=1),
-                    START + timedelta(hours=1) + last.interval,
+                    START + timedelta(hours=at),
+                    START + timedelta(hours=at) + last.interval,
                     kind="incompatible_type",
                 ),
             )
     extra: dict[str, Any] = {}
-    if plan.hostile_ids:
+    if plan.hostile_ids is not False:
         names = {f.name for f in dataclasses.fields(FaultConfig)}
-        knob = next((n for n in ("hostile_id_rate", "hostile_ids") if n in names), None)
-        if knob is None:
+        if HOSTILE_IDS_KNOB in names:
+            extra[HOSTILE_IDS_KNOB] = HOSTILE_IDS_SHARE
+        elif plan.hostile_ids:
             raise ValueError(
-                "hostile_ids: this simulator has no hostile-id fault yet (branch h1-ids adds it)"
+                f"hostile_ids: this simulator has no FaultConfig.{HOSTILE_IDS_KNOB} yet "
+                "(branch h1-ids adds it)"
             )
-        extra[knob] = 0.05 if knob.endswith("_rate") else True
     faults = dataclasses.replace(
         FaultConfig.chaos(),
         failed_intervals=failed,
@@ -437,7 +441,7 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 def _chain(error: Any) -> str:
     """An error's message and its causes', on one line."""
-    parts = []
+    parts: list[str] = []
     while error is not None and len(parts) < 4:
         parts.append(" ".join((error.message or "").split()))
         error = error.cause
@@ -590,6 +594,8 @@ def run_soak(plan: SoakPlan, work: Path, log: Callable[[str], None] = print) -> 
     began = time.monotonic()
     rng = random.Random(plan.seed)
     report = SoakReport(plan)
+    if work.exists() and any(work.iterdir()):
+        raise ValueError(f"the soak's work folder {work} must be new or empty")
     work.mkdir(parents=True, exist_ok=True)
     home, logs = work / "dagster_home", work / "logs"
     logs.mkdir(exist_ok=True)
