@@ -242,6 +242,8 @@ class SoakReport:
     runs: Counter[str] = field(default_factory=Counter)
     failed_runs: list[dict[str, str]] = field(default_factory=list)
     failures_recovered: int = 0
+    recovered_by: Counter[str] = field(default_factory=Counter)
+    """Trigger of the run that loaded a failed run's partition later (who repaired it)."""
     manual_exports: Counter[str] = field(default_factory=Counter)
     kills: list[Kill] = field(default_factory=list)
     tick_failures: dict[str, list[str]] = field(default_factory=dict)
@@ -260,7 +262,14 @@ class SoakReport:
             + ", ".join(f"{k} {v}" for k, v in sorted(self.runs.items()))
             + ")",
             f"failed runs: {len(self.failed_runs)}, of which their partition was loaded later: "
-            f"{self.failures_recovered}",
+            f"{self.failures_recovered}"
+            + (
+                " (loaded by: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.recovered_by.items()))
+                + ")"
+                if self.recovered_by
+                else ""
+            ),
             f"manual exports: {sum(self.manual_exports.values())} "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.manual_exports.items()))})",
             f"kills survived: daemon {kills['daemon']}, run worker {kills['worker']}",
@@ -875,6 +884,19 @@ def _check(
         owner = next((c for c in plan.categories if run.job_name == f"sync_{c}_job"), None)
         if owner and all(partition in loaded[dt.table] for dt in category(owner).data_types):
             report.failures_recovered += 1
+            later = [
+                x.dagster_run
+                for x in records
+                if x.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+                and x.dagster_run.job_name == run.job_name
+                and x.dagster_run.tags.get("dagster/partition") == partition
+                and x.create_timestamp > r.create_timestamp
+            ]
+            if later:  # records come newest first: the last one is the first success after
+                trigger = later[-1].tags
+                report.recovered_by[
+                    trigger.get("cxone/trigger", trigger.get("dagster/sensor_name", "by hand"))
+                ] += 1
     # manual exports
     for name in plan.categories:
         for j in world.list_jobs(world.download_ids()[name]):
