@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: install demo test lint format typecheck validate pytest soak bench dev local-stack clean
+.PHONY: install demo test lint format typecheck validate pytest soak soak-daemon bench dev local-stack clean
 
 install: $(VENV)/.installed
 
@@ -42,9 +42,14 @@ validate: install $(DAGSTER_HOME)/dagster.yaml
 pytest: install
 	$(BIN)/pytest -q
 
-## soak: the long-running tests excluded from the default run
+## soak: the long-running tests excluded from the default run (-s: the soak prints its summary)
 soak: install
-	$(BIN)/pytest -q -m soak
+	$(BIN)/pytest -q -s -m soak
+
+## soak-daemon: only the 7-day soak on the real daemon, keeping its logs (SOAK_ARGS=--short ...)
+soak-daemon: install
+	rm -rf $(CURDIR)/data/soak
+	$(BIN)/python -m cxone_sync_tests.soak --workdir $(CURDIR)/data/soak $(SOAK_ARGS)
 
 bench: install
 	$(BIN)/python bench/bench_simulator.py

@@ -10,6 +10,7 @@ from cxone_sync.catalog import CATEGORIES
 from cxone_sync.defs.automation.sensors import build_automation_sensors
 from cxone_sync.defs.ingest.assets import build_ingest_assets
 from cxone_sync.defs.ingest.jobs import build_jobs
+from cxone_sync.defs.maintenance.staging import build_maintenance_defs
 from cxone_sync.defs.resources import build_resources
 from cxone_sync.defs.storage.assets import build_storage_defs
 from cxone_sync.settings import get_settings
@@ -35,4 +36,4 @@ def defs() -> dg.Definitions:
         sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),
         resources=build_resources(settings),
     )
-    return dg.Definitions.merge(core, build_storage_defs())
+    return dg.Definitions.merge(core, build_storage_defs(), build_maintenance_defs(settings))

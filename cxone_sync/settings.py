@@ -82,6 +82,14 @@ class AutomationSettings(BaseSettings):
     reconciliation_min_age_hours: int = Field(
         default=24, alias="CXONE_RECONCILIATION_MIN_AGE_HOURS"
     )
+    staging_cleanup_interval_seconds: int = Field(
+        default=60 * 60, ge=1, alias="CXONE_STAGING_CLEANUP_INTERVAL_SECONDS"
+    )
+    """How often ``staging_cleanup_sensor`` looks for staging folders of ended runs."""
+    staging_cleanup_grace_minutes: float = Field(
+        default=24 * 60, ge=0, alias="CXONE_STAGING_CLEANUP_GRACE_MINUTES"
+    )
+    """How long an ended run's staging stays (a re-execution from failure reuses it)."""
 
     @field_validator("jobs_sensor_intervals_by_category", mode="before")
     @classmethod
@@ -127,6 +135,10 @@ class AutomationSettings(BaseSettings):
     @property
     def reconciliation_min_age(self) -> timedelta:
         return timedelta(hours=self.reconciliation_min_age_hours)
+
+    @property
+    def staging_cleanup_grace_seconds(self) -> float:
+        return self.staging_cleanup_grace_minutes * 60
 
 
 class Settings(AutomationSettings):

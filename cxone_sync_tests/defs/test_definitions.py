@@ -56,6 +56,7 @@ def test_jobs_sensors_and_storage_checks_are_registered() -> None:
     sensors = {s.name for s in defs.sensors or []}
     for cat in CATEGORIES:
         assert f"{cat.name}_jobs_sensor" in sensors
+    assert "staging_cleanup_sensor" in sensors and "clean_staging_job" in jobs
     bucket_checks = [
         k
         for k in defs.resolve_asset_graph().asset_check_keys

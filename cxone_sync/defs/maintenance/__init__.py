@@ -1,0 +1,1 @@
+"""Housekeeping of the platform's own files: the staging clean-up."""
