@@ -21,6 +21,7 @@ from dagster_aws.s3 import S3Resource
 from cxone_sync.catalog import Category, DataType
 from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.errors import CXoneError
+from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.ingest import checks as ck
@@ -35,8 +36,25 @@ from cxone_sync.warehouse.base import DataError, MergeResult, SchemaError, Wareh
 
 STAGED_PREFIX = "cxone_staged"
 TABLE_PREFIX = "cxone"
+JOB_IDS_JSON = "job_ids_exact"
+"""Metadata: the raw job ids as a JSON list (``job_ids`` is the readable text form)."""
+JOB_LABELS = "job_labels"
+"""Metadata: hash form -> raw id, for the job ids that run tags and run keys carry hashed."""
 WAREHOUSE_POOL = "cxone_warehouse"
 """Concurrency pool around everything that opens the warehouse (DuckDB: one writer)."""
+
+
+def job_metadata(job_ids: Sequence[str]) -> dict[str, Any]:
+    """The jobs a load considered: readable (escaped, bounded), exact (JSON list), and the
+    mapping from the hash form in run tags to the raw id where the two differ."""
+    out: dict[str, Any] = {
+        "job_ids": ", ".join(shown(j) for j in job_ids),
+        JOB_IDS_JSON: dg.MetadataValue.json(list(job_ids)),
+    }
+    hashed = {label(j): j for j in job_ids if label(j) != j}
+    if hashed:
+        out[JOB_LABELS] = dg.MetadataValue.json(hashed)
+    return out
 
 
 def staged_key(dt: DataType) -> dg.AssetKey:
@@ -183,8 +201,8 @@ def build_data_type_assets(
         return {
             **staged.stats,
             "blocked": staged.blocked,
-            "job_ids": ", ".join(staged.jobs),
-            "superseded_jobs": ", ".join(staged.superseded_jobs),
+            **job_metadata(staged.jobs),
+            "superseded_jobs": ", ".join(shown(j) for j in staged.superseded_jobs),
             "window": f"{_iso(window.start)} .. {_iso(window.end)}",
         }
 
@@ -416,7 +434,7 @@ def build_data_type_assets(
 def merge_metadata(result: MergeResult, doc: dict[str, Any]) -> dict[str, Any]:
     return {
         # the jobs this load considered: late-data reconciliation compares against them
-        "job_ids": ", ".join(doc.get("jobs", [])),
+        **job_metadata(doc.get("jobs", [])),
         "files_loaded": result.files_loaded,
         "files_skipped": result.files_skipped + len(doc.get("skipped_files", [])),
         "rows_read": result.rows_read,
@@ -448,8 +466,9 @@ def recovered_result(doc: dict[str, Any]) -> dict[str, Any]:
     """The partition loaded: whatever recovery the sensor gave up on is resolved now."""
     return {
         "passed": True,
-        "description": "loaded from COMPLETED export job(s) " + ", ".join(doc.get("jobs", [])),
-        "metadata": {"job_ids": ", ".join(doc.get("jobs", []))},
+        "description": "loaded from COMPLETED export job(s) "
+        + ", ".join(shown(j) for j in doc.get("jobs", [])),
+        "metadata": job_metadata(doc.get("jobs", [])),
     }
 
 
