@@ -43,7 +43,7 @@ SPOOL_BYTES = 64 * 1024 * 1024
 HOSTILE_ID_FORMS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("traversal", lambda h: f"../../../../tmp/x-{h}"),
     ("deep_traversal", lambda h: "../" * 32 + f"tmp/cxone-hostile/deep-{h}"),
-    ("absolute", lambda h: f"/tmp/cxone-hostile/abs-{h}"),
+    ("absolute", lambda h: f"/tmp/cxone-hostile/abs-{h}"),  # noqa: S108 - a hostile id, not a path we use
     ("slash_query_fragment", lambda h: f"job/{h}?status=FAILED#x"),
     ("unicode_space", lambda h: f"jöb ünïcødé {h} ✓"),
     ("very_long", lambda h: f"job-{h}-" + "L" * 1000),

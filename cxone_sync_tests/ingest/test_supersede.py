@@ -87,7 +87,8 @@ def _jobs(stack: LocalStack, start: datetime) -> list[dict[str, Any]]:
     return [
         j
         for j in stack.world.list_jobs("dl-telephony-prod")
-        if j["status"] == "COMPLETED" and j["interval_start"] == start.strftime("%Y-%m-%dT%H:00:00Z")
+        if j["status"] == "COMPLETED"
+        and j["interval_start"] == start.strftime("%Y-%m-%dT%H:00:00Z")
     ]
 
 
@@ -103,9 +104,7 @@ def _without(job: dict[str, Any], data_type: str, *, from_files_only: bool) -> d
 
 def _serve(server: ScriptedServer, jobs: list[dict[str, Any]], loads: int) -> None:
     """The job list for the next ``loads`` partition loads (one listing each)."""
-    server.script(
-        "GET", JOBS_PATH, *[Reply(body={"jobs": jobs, "next_page_token": None})] * loads
-    )
+    server.script("GET", JOBS_PATH, *[Reply(body={"jobs": jobs, "next_page_token": None})] * loads)
 
 
 def _manual_export(stack: LocalStack, start: datetime) -> dict[str, Any]:
