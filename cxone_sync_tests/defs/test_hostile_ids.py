@@ -34,8 +34,10 @@ def _files(root: Path) -> set[Path]:
     return {Path(d) / f for d, _, fs in os.walk(root) for f in fs}
 
 
-def _tmp_entries() -> set[str]:
-    return {p.name for p in Path("/tmp").iterdir() if p.name.startswith(("x-", "cxone-hostile"))}
+def _tmp_entries() -> set[Path]:
+    """What the hostile ids aim at in /tmp (absolute ids, deep traversals), with the contents."""
+    aimed = {p for p in Path("/tmp").iterdir() if p.name.startswith(("x-", "cxone-hostile"))}
+    return aimed | {f for p in aimed if p.is_dir() for f in _files(p)}
 
 
 def test_sync_with_hostile_job_ids_loads_the_truth_and_writes_only_in_its_data_folder(
@@ -75,9 +77,17 @@ def test_sync_with_hostile_job_ids_loads_the_truth_and_writes_only_in_its_data_f
     out = capsys.readouterr().out
     assert code == 0, out
 
-    # nothing outside the data folder, and nothing in it but hashed staged names
+    # nothing outside the data folder; inside it, only the warehouse, the Dagster home and the
+    # staging folder (whose files all carry hashed names)
     assert {p for p in _files(tmp_path) if data not in p.parents} == set()
     assert _tmp_entries() == tmp_before
+    homes = (data / "staging", data / "dagster_home")
+    stray = {
+        p
+        for p in _files(data)
+        if not any(h in p.parents for h in homes) and not p.name.startswith("warehouse.duckdb")
+    }
+    assert stray == set()
     staged = _files(data / "staging")
     assert all(STAGED_NAME.fullmatch(p.name) for p in staged), sorted(p.name for p in staged)
     assert "\x00" not in out and "\x1b" not in out, "control characters reach the terminal"
