@@ -232,6 +232,7 @@ def jobs_tick(
             "change(s) not recorded, the cursor stays where it was"
         )
         return tick
+    hashed: list[str] = []
     for job in fresh:
         if job.status == JobStatus.COMPLETED:
             for key, start, end in partition_windows(pdef, job.interval_start, job.interval_end):
@@ -256,10 +257,7 @@ def jobs_tick(
                             f"{category.name} {r.start} recovered late by {shown(job.id)}"
                         )
             if label(job.id) != job.id:
-                tick.lines.append(
-                    f"job {shown(job.id)} has an id that cannot be a run tag: its runs carry "
-                    f"{TAG_JOB_ID}={label(job.id)}"
-                )
+                hashed.append(f"{shown(job.id)} -> {label(job.id)}")
         elif job.status in ENDED_BADLY:
             reason = f"job {shown(job.id)} ({job.trigger.value}) {job.status.value}: " + (
                 shown(job.error_details, 300) if job.error_details else "no error details"
@@ -278,6 +276,11 @@ def jobs_tick(
         max_exports=settings.max_exports_per_tick,
     )
     _report(tick, category, pdef, outcomes, sensor)
+    if hashed:
+        tick.lines.append(
+            f"{len(hashed)} job id(s) are not valid tag values; their runs carry {TAG_JOB_ID} "
+            "and run keys in hash form: " + "; ".join(hashed[:5]) + ("; ..." if hashed[5:] else "")
+        )
     _prune(cursor.owed, cursor.position.high_water, settings.gap_lookback)
     tick.lines.insert(
         0,
