@@ -28,7 +28,6 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -54,6 +53,7 @@ from cxone_sync.cxone.errors import (
     TransientAPIError,
 )
 from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus, as_utc_iso
+from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
 from cxone_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     409: ConflictError,
 }
 _SERVER_TEXT_LIMIT = 300
+_PATH_SHOWN = 200
 _REDACTED = "[redacted]"
 _T = TypeVar("_T")
 
@@ -120,7 +121,8 @@ class _Call:
         return self.method == "GET"
 
     def __str__(self) -> str:
-        return f"{self.method} {self.path}"
+        # the path carries percent-encoded ids of any length: bounded in messages
+        return f"{self.method} {shown(self.path, _PATH_SHOWN)}"
 
 
 @dataclass
@@ -261,7 +263,9 @@ class CXoneClient:
         path = _path(self._download_id(category), "jobs", job_id)
         job = Job.parse(self._request(_Call("GET", path), _object))
         if job.id != job_id:
-            raise ManifestError(f"job {job_id}: GET {path} answered job {job.id}")
+            raise ManifestError(
+                f"job {shown(job_id)}: GET {shown(path, _PATH_SHOWN)} answered job {shown(job.id)}"
+            )
         return job
 
     def manual_export(
@@ -401,7 +405,7 @@ class CXoneClient:
         text = _error_text(body)
         for secret in self._secrets():
             text = text.replace(secret, _REDACTED)
-        return " ".join(text.split())[:_SERVER_TEXT_LIMIT]
+        return clean_text(" ".join(text.split()), _SERVER_TEXT_LIMIT)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -568,7 +572,9 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _path(download_id: str, *parts: str) -> str:
-    return "/".join([API_PREFIX, *(quote(p, safe="") for p in (download_id, *parts))])
+    """An API path; every id is one percent-encoded segment (``/``, ``?``, ``#``, ``%``, NUL,
+    ``.`` and ``..`` included), so no id can address another endpoint."""
+    return "/".join([API_PREFIX, *(url_segment(p) for p in (download_id, *parts))])
 
 
 def _check_destination_prefix(prefix: str) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import ErrorDetails
 
 from cxone_sync.cxone.errors import ManifestError
+from cxone_sync.cxone.untrusted import shown
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -87,7 +88,8 @@ class Job(_Model):
     def parse(cls, raw: object) -> Self:
         """Validate one job as the API sent it; :class:`ManifestError` when it is unusable."""
         job_id = raw.get("id") if isinstance(raw, dict) else None
-        label = f"job {job_id}" if isinstance(job_id, str) and job_id else "job (unreadable id)"
+        readable = isinstance(job_id, str) and job_id
+        label = f"job {shown(job_id)}" if readable else "job (unreadable id)"
         return _parse(cls, raw, label)
 
     @property
@@ -127,7 +129,7 @@ class DownloadConfig(_Model):
     def parse(cls, raw: object) -> Self:
         """Validate a download configuration; :class:`ManifestError` when it is unusable."""
         download_id = raw.get("download_id") if isinstance(raw, dict) else None
-        label = f"download {download_id}" if isinstance(download_id, str) else "download"
+        label = f"download {shown(download_id)}" if isinstance(download_id, str) else "download"
         return _parse(cls, raw, label)
 
 

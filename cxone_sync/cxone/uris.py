@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 
 from cxone_sync.cxone.errors import ForeignFileError
 from cxone_sync.cxone.models import Job
+from cxone_sync.cxone.untrusted import shown
 
 S3_SCHEME = "s3"
+_URI_SHOWN = 300
 LAYOUT = "{data_type}/year=YYYY/month=MM/day=DD/hour=HH/part-NNNNN.parquet"
 _LAYOUT_RE = re.compile(
     r"(?P<sub>(?:[A-Za-z0-9._=+-]+/)*)"
@@ -157,10 +159,11 @@ def _ref(location: S3Location, prefix: str, match: re.Match[str]) -> FileRef:
 
 
 def _message(job_id: str, uri: str, refused: _Refused, bucket: str, allowed: list[str]) -> str:
-    shown = ", ".join(repr(p) for p in allowed)
+    prefixes = ", ".join(repr(p) for p in allowed)
+    file = repr(uri) if len(uri) <= _URI_SHOWN else shown(uri, _URI_SHOWN)
     return (
-        f"job {job_id} refused whole: file {uri!r} {refused}. Files must be in bucket "
-        f"{bucket!r} under prefix {shown} as {{prefix}}{LAYOUT}. No file of this job was "
+        f"job {shown(job_id)} refused whole: file {file} {refused}. Files must be in bucket "
+        f"{bucket!r} under prefix {prefixes} as {{prefix}}{LAYOUT}. No file of this job was "
         "loaded: check the download's destination (bucket, prefix) in CXone, or the manual "
         "export's destination_prefix, against CXONE_BUCKET."
     )

@@ -9,7 +9,14 @@ Pure library code (no Dagster): the staged asset, the benchmark and the tests al
 * every file of the data type inside the window is streamed to local disk with its SHA-256 and
   S3 version id; files already in the audit ledger with the same version and hash are skipped;
 * the gates (record count, checksum, schema drift, readability) are evaluated per job. A failing
-  job blocks the partition unless a later-completed clean job of the same partition supersedes it.
+  job blocks the partition unless a later-completed clean job supersedes it; only a job that
+  delivers files of this data type in this partition is a re-export of it (a later job without
+  such a file supersedes nothing);
+* a file named in ``output_files`` without a ``files[]`` entry (when the job gives ``files[]``)
+  has no count to check: it blocks its data type's partition.
+
+Job ids and other API text never reach a local path: a staged file is named by a hash of
+(job id, URI, data type) (see :mod:`cxone_sync.cxone.untrusted`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from cxone_sync.catalog import UPDATED_AT, DataType
 from cxone_sync.cxone.errors import ForeignFileError
 from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
+from cxone_sync.cxone.untrusted import clean_text, file_stem, shown
 from cxone_sync.cxone.uris import FileRef, validate_job_files
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.checks import CheckOutcome, Finding
@@ -85,6 +93,8 @@ class _JobState:
     files: list[StagedFile] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    delivers: bool = False
+    """The job names files of the window's data type inside the window (staged or skipped)."""
 
     @property
     def failed(self) -> bool:
@@ -152,8 +162,11 @@ class PartitionStager:
         existing = self.warehouse.table_columns(window.data_type)
         states = [self._stage_job(job, window, existing) for job in jobs]
         superseded = _superseded(states)
+        _explain_not_superseded(states, superseded, window)
         blocked = any(s.failed and s.job.id not in superseded for s in states)
         findings = [f for s in states for f in s.findings]
+        for finding in findings:  # API text inside: escaped and bounded before anyone reads it
+            finding.message = clean_text(finding.message)
         loadable = [s for s in states if not s.failed]
         files = [] if blocked else [f for s in loadable for f in s.files]
         stats = {
@@ -199,7 +212,8 @@ class PartitionStager:
                 "now, POST a manual export for the interval."
             )
         states = ", ".join(
-            f"{j.id} {j.status}" + (f" ({j.error_details})" if j.error_details else "")
+            f"{shown(j.id)} {j.status}"
+            + (f" ({shown(j.error_details, 300)})" if j.error_details else "")
             for j in others
         )
         return (
@@ -222,6 +236,7 @@ class PartitionStager:
             if r.data_type == window.data_type.name
             and window.start <= r.partition_hour < window.end
         ]
+        state.delivers = bool(mine)
         expected = {f.uri: f.record_count for f in job.files} if job.files is not None else None
         ledger = self.warehouse.loaded_files([r.uri for r in mine]) if mine else {}
         for ref in mine:
@@ -286,7 +301,9 @@ class PartitionStager:
         """Fetch to staging; only hash a file the ledger holds (skipped when unchanged)."""
         job = state.job
         uri = ref.uri
-        dest = self.staging_dir / f"{job.id}-{len(state.files) + len(state.skipped):05d}.parquet"
+        # Named by what the platform controls, never the raw id (which may hold '/', '..', NUL or
+        # be an absolute path): one name per (job, file, data type), inside the staging folder.
+        dest = self.staging_dir / f"{file_stem(job.id, uri, ref.data_type)}.parquet"
         try:
             if known:
                 decision = self._unchanged(state, ref, dict(known))
@@ -373,12 +390,17 @@ class PartitionStager:
     def _check_count(self, state: _JobState, uri: str, expected: int | None, actual: int) -> None:
         job = state.job
         if expected is None:
+            # files[] is given but silent on this file: its rows could not be checked, and a
+            # manifest that forgets a file is not one to trust for it. Block, say why.
             state.findings.append(
                 Finding(
                     ck.RECORD_COUNT,
                     job.id,
-                    f"{uri} is not listed in job {job.id}'s files[]: no count to compare",
-                    blocking=False,
+                    f"{uri} is in job {shown(job.id)}'s output_files but has no files[] entry, "
+                    "so its rows cannot be checked against a record count; the partition is not "
+                    "loaded. Request a re-export of the interval (manual export, overwrite "
+                    "false, destination {prefix}backfill/); a clean re-export supersedes this job.",
+                    blocking=True,
                     uri=uri,
                 )
             )
@@ -392,8 +414,8 @@ class PartitionStager:
             Finding(
                 ck.RECORD_COUNT,
                 job.id,
-                f"{uri}: {actual} rows in the file, manifest of job {job.id} says {expected} "
-                f"(deviation {dev:.2%} {verdict} the {self.tolerance:.0%} tolerance)"
+                f"{uri}: {actual} rows in the file, manifest of job {shown(job.id)} says "
+                f"{expected} (deviation {dev:.2%} {verdict} the {self.tolerance:.0%} tolerance)"
                 + (". Request a re-export of the interval." if blocking else ""),
                 blocking=blocking,
                 uri=uri,
@@ -564,9 +586,31 @@ def _diff_doc(diff: SchemaDiff) -> dict[str, Any]:
 
 
 def _superseded(states: list[_JobState]) -> set[str]:
-    """Failing jobs followed (in completion order) by a clean job of the same partition."""
+    """Failing jobs followed (in completion order) by a clean re-export of this partition: a
+    clean job that delivers files of this data type in this window. A later job without such a
+    file re-exports nothing here (its other data types or partitions do not count)."""
     out: set[str] = set()
     for i, state in enumerate(states):
-        if state.failed and any(not later.failed for later in states[i + 1 :]):
+        if state.failed and any(later.delivers and not later.failed for later in states[i + 1 :]):
             out.add(state.job.id)
     return out
+
+
+def _explain_not_superseded(states: list[_JobState], superseded: set[str], window: Window) -> None:
+    """A failing job that later clean jobs did not supersede because they deliver no file of
+    this data type here: say so in its blocking findings (else the block looks unexplained)."""
+    for i, state in enumerate(states):
+        if not state.failed or state.job.id in superseded:
+            continue
+        empty = [s.job.id for s in states[i + 1 :] if not s.failed and not s.delivers]
+        if not empty:
+            continue
+        note = (
+            f" Later COMPLETED job(s) {', '.join(shown(j) for j in empty[:5])} deliver no "
+            f"{window.data_type.name} file for partition {window.partition_key}, so they do not "
+            "supersede this job: the partition stays blocked until a re-export delivers its "
+            "files."
+        )
+        for finding in state.findings:
+            if finding.blocking:
+                finding.message += note

@@ -135,11 +135,15 @@ class FaultConfig:
     ``expires_in``); this lifetime runs out mid-session, deterministically."""
     revoke_tokens_every: int = 0
     """Every N-th API call revokes every token, at the first call whose token answered before."""
+    hostile_job_ids: float = 0.0
+    """Share of jobs (scheduled and manual) whose id is hostile: a path traversal, an absolute
+    path, '/' '?' '#', unicode with spaces, 1,000+ characters, NUL and control characters, ','
+    and '%' (``world.HOSTILE_ID_FORMS``); logged as ``hostile_job_id`` with its form."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_rate"):
+            if f.name.endswith("_rate") or f.name == "hostile_job_ids":
                 _check_rate(f.name, value)
             elif f.name.endswith("_intervals") or f.name in ("replaced_bytes", "denied_read"):
                 object.__setattr__(self, f.name, tuple(utc(v) for v in value))

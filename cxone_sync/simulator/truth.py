@@ -4,10 +4,13 @@ A partition is (data type, interval of its category). Its candidates are the fil
 type of every COMPLETED job whose hour folder lies in the partition window. A job's files for a
 partition fail on a record-count mismatch beyond the tolerance (per file when the manifest lists
 files, else per job over all its files), a null or missing key or ``updated_at``, an incompatible
-type change, or a file the reader may not read. Jobs are ordered by (end_time, id); a partition is
-blocked when its last job fails (some failing job has no passing job after it), else it loads the
-files of all passing jobs, and of every key the newest ``updated_at`` wins, ties going to the
-later job. Everything here works on plans, not on bytes read back from S3.
+type change, a file the reader may not read, or a file the job names without a ``files[]`` entry
+when it lists ``files[]`` (no count to check it against). Jobs are ordered by (end_time, id); only
+a job with files of the data type in the window is a candidate, so a later job without such a
+file never supersedes a failing one. A partition is blocked when its last candidate fails (some
+failing job has no passing candidate after it), else it loads the files of all passing jobs, and
+of every key the newest ``updated_at`` wins, ties going to the later job. Everything here works
+on plans, not on bytes read back from S3.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ MISSING_KEY = "missing_key"
 INCOMPATIBLE_TYPE = "incompatible_type"
 NULL_KEY = "null_key"
 RECORD_COUNT_MISMATCH = "record_count_mismatch"
+UNLISTED_FILE = "unlisted_file"
 JOB_FAILED = "job_failed"
 JOB_TIMED_OUT = "job_timed_out"
 
@@ -39,7 +43,8 @@ class TruthFile:
     data_type: str
     hour: datetime
     manifest_count: int | None
-    """The manifest's per-file count, ``None`` when the job lists no files."""
+    """The manifest's per-file count; ``None`` when the job lists no files, or lists files but
+    not this one (then the file blocks: see :func:`job_problem`)."""
     plan: gen.FilePlan
     """What the object at ``key`` holds now."""
     denied: bool
@@ -114,6 +119,8 @@ def file_problem(f: TruthFile, tolerance: float) -> str | None:
 def job_problem(job: TruthJob, files: list[TruthFile], tolerance: float) -> str | None:
     """Why a job's files of one partition cannot load (``None`` when they can)."""
     for f in files:
+        if job.files_listed and f.manifest_count is None:
+            return UNLISTED_FILE
         problem = file_problem(f, tolerance)
         if problem is not None:
             return problem

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +38,22 @@ ACTIVE = (QUEUED, RUNNING)
 TIMEOUT_AFTER = timedelta(minutes=60)
 REWRITE_AFTER = timedelta(minutes=10)
 SPOOL_BYTES = 64 * 1024 * 1024
+
+
+HOSTILE_ID_FORMS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("traversal", lambda h: f"../../../../tmp/x-{h}"),
+    ("deep_traversal", lambda h: "../" * 32 + f"tmp/cxone-hostile/deep-{h}"),
+    ("absolute", lambda h: f"/tmp/cxone-hostile/abs-{h}"),  # noqa: S108 - a hostile id, not a path we use
+    ("slash_query_fragment", lambda h: f"job/{h}?status=FAILED#x"),
+    ("unicode_space", lambda h: f"jöb ünïcødé {h} ✓"),
+    ("very_long", lambda h: f"job-{h}-" + "L" * 1000),
+    ("control_chars", lambda h: f"job\x00{h}\n\x1b[31m\u202e"),
+    ("comma_percent", lambda h: f"job-{h}, %2e%2e, other"),
+)
+"""Job ids a hostile or careless API could send (``FaultConfig.hostile_job_ids``): each form
+names what it tries (a path out of the staging folder, another endpoint, a log injection...).
+Hostile ids take the forms in turn, in the order jobs are created; the 16 hex digits keep every
+id unique."""
 
 
 class BadRequest(Exception):
@@ -115,6 +131,7 @@ class World:
         self._parts: dict[str, int] = {}
         self._objects: dict[str, gen.FilePlan | None] = {}
         self._denied: set[str] = set()
+        self._hostile: dict[str, str] = {}
 
     # -------------------------------------------------------------------------------- clock
 
@@ -214,9 +231,18 @@ class World:
             self._log("duplicate_export", job, detail={"duplicate_job_id": twin.id})
 
     def _job_id(self, *parts: object) -> str:
-        return f"job-{rnd.salt(self.config.seed, *parts):016x}"
+        plain = rnd.salt(self.config.seed, *parts)
+        rate = self.config.faults.hostile_job_ids
+        if rate and self._draw("hostile_id", *parts) < rate:
+            form, make = HOSTILE_ID_FORMS[len(self._hostile) % len(HOSTILE_ID_FORMS)]
+            job_id = make(f"{plain:016x}")
+            self._hostile[job_id] = form
+            return job_id
+        return f"job-{plain:016x}"
 
     def _register(self, job: _Job) -> None:
+        if job.id in self._hostile:
+            self._log("hostile_job_id", job, detail={"form": self._hostile[job.id]})
         job.updated_at = job.created_at
         self._jobs[job.id] = job
         delay = timedelta(seconds=30 + int(self._draw("queued_for", job.id) * 60))

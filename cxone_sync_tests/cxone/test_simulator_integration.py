@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
+from cxone_sync.cxone.errors import NotFoundError
 from cxone_sync.cxone.models import JobStatus
 from cxone_sync.cxone.uris import validate_job_files
 from cxone_sync_tests.fixtures import MakeStack
@@ -56,3 +59,29 @@ def test_lists_jobs_and_download_config_through_faults(make_stack: MakeStack) ->
     assert revoked >= 1
     assert client.stats.reauthentications == revoked
     assert client.stats.retries == len(faults) - revoked
+
+
+def test_hostile_job_ids_are_one_url_segment_each(make_stack: MakeStack) -> None:
+    """Every id addresses its own job (``/``, ``?``, ``#``, ``%``, NUL, unicode, 1,000+
+    characters); ``.`` and ``..`` address no other endpoint (the job list, the download)."""
+    stack = make_stack(categories=("telephony",), scale=0.02, hostile_job_ids=1.0)
+    stack.world.advance(timedelta(hours=10))
+    sim = stack.config
+    with CXoneClient(
+        base_url=stack.api_url,
+        client_id=sim.client_id,
+        client_secret=sim.client_secret,
+        download_ids={"telephony": "dl-telephony-prod"},
+        retry=RETRY,
+    ) as client:
+        listed = list(client.iter_jobs("telephony"))
+        fetched = [client.get_job("telephony", job.id) for job in listed]
+        for dots in (".", ".."):
+            with pytest.raises(NotFoundError):
+                client.get_job("telephony", dots)
+        with pytest.raises(NotFoundError):
+            client.get_job("telephony", listed[0].id + "/../..")
+    forms = {e["detail"]["form"] for e in stack.world.fault_log if e["kind"] == "hostile_job_id"}
+    assert len(forms) == 8 and len(listed) >= 8
+    assert fetched == listed
+    assert {j.id for j in listed} == {j["id"] for j in stack.world.list_jobs("dl-telephony-prod")}

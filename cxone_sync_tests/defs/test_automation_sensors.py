@@ -4,6 +4,7 @@ Dagster instance: run requests, run keys, cursors, job events, manual exports, o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from cxone_sync.catalog import category
 from cxone_sync.cxone.models import Job
+from cxone_sync.cxone.untrusted import label
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.defs.automation.state import GapCursor, JobsCursor, StreamPosition
 from cxone_sync.defs.automation.ticks import RECOVERY_METADATA, TAG_JOB_ID
@@ -183,6 +185,42 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     new_keys = {r.run_key for r in later.run_requests or []}
     assert new_keys and not new_keys & {r.run_key for r in first.run_requests or []}
     assert len(p.events()) > before
+
+
+def test_hostile_job_ids_get_safe_run_keys_and_tags_and_still_load(
+    platform: Callable[..., Platform],
+) -> None:
+    p = platform(
+        hostile_job_ids=1.0,
+        categories=("ivr",),
+        duplicate_export_intervals=(START + timedelta(hours=1),),
+    )
+    p.world.advance(timedelta(hours=4))
+    completed = [j for j in jobs_of(p.stack, "ivr") if j["status"] == "COMPLETED"]
+    ran = p.daemon.tick("ivr_jobs_sensor")
+    assert len(ran) == len(completed) == 4 and all(ok for _, ok in ran)
+    requests = [r for r, _ in ran]
+    assert len({r.run_key for r in requests}) == len(requests)
+    assert sorted(r.tags[TAG_JOB_ID] for r in requests) == sorted(label(j["id"]) for j in completed)
+    for request in requests:
+        tag = request.tags[TAG_JOB_ID]
+        assert re.fullmatch(r"sha256-[0-9a-f]{32}", tag), tag  # Dagster's strict tag rule
+        assert request.run_key == f"{tag}:{request.partition_key}"
+    stored = {run.tags[TAG_JOB_ID] for run in p.instance.get_runs()}
+    assert stored == {r.tags[TAG_JOB_ID] for r in requests}
+    # the job-events table keeps the raw ids (bound values), NUL and 1,000 characters included
+    assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
+    dt = category("ivr").data_type("ivr_session")
+    truth = p.world.ground_truth("ivr", "ivr_session", START, START + timedelta(hours=3))
+    table = DuckDBWarehouse(get_settings().duckdb_path).read_table(dt)
+    assert same_rows(truth, table, dt.key) == (True, "equal")
+    # the table's materialization maps each hashed tag back to its raw id
+    record = p.instance.get_latest_materialization_event(table_key(dt))
+    assert record is not None and record.asset_materialization is not None
+    labels = record.asset_materialization.metadata["job_labels"].value
+    assert isinstance(labels, dict) and all(label(raw) == tag for tag, raw in labels.items())
+    # nothing new: a second tick requests nothing
+    assert p.daemon.tick("ivr_jobs_sensor") == []
 
 
 def test_a_failed_interval_is_recovered_through_one_manual_export(

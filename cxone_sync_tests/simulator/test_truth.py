@@ -269,3 +269,52 @@ def test_truth_and_platform_agree_on_the_record_count_tolerance_at_its_boundary(
             assert deviates(actual, manifest, 0.05) == platform_blocks, (manifest, actual)
     assert not deviates(95, 100, 0.05) and not deviates(105, 100, 0.05)
     assert deviates(94, 100, 0.05) and deviates(106, 100, 0.05)
+
+
+def test_truth_blocks_a_file_missing_from_a_listed_files_array_until_a_reexport_with_it() -> None:
+    config = SimConfig(scale=0.05, start=T0, categories=("telephony",))
+    plan = gen.plan_file(config, CDR, T0, order_salt="a")
+    acd = category("telephony").data_type("acd")
+    acd_plan = gen.plan_file(config, acd, T0, order_salt="b")
+    listed = truth.TruthFile("cdr/k", "cdr", T0, plan.num_rows, plan, denied=False)
+    unlisted = dataclasses.replace(listed, manifest_count=None)
+    acd_file = truth.TruthFile("acd/k", "acd", T0, acd_plan.num_rows, acd_plan, denied=False)
+    bad = truth.TruthJob("a", T0 + HOUR, plan.num_rows, True, (unlisted, acd_file))
+    # a later clean job without a cdr file of the hour is no re-export of the cdr partition
+    acd_only = truth.TruthJob("b", T0 + 2 * HOUR, acd_plan.num_rows, True, (acd_file,))
+    (part,) = truth.partitions(CDR, [bad, acd_only], T0, T0 + HOUR, 0.05)
+    assert part.jobs == ((bad, truth.UNLISTED_FILE),) and part.blocked and part.loaded() == []
+    (acd_part,) = truth.partitions(acd, [bad, acd_only], T0, T0 + HOUR, 0.05)
+    assert not acd_part.blocked, "the job's other data types load"
+    # a job without files[] at all is judged on its total instead: it loads
+    unlisted_job = truth.TruthJob("u", T0 + HOUR, plan.num_rows, False, (unlisted,))
+    (total,) = truth.partitions(CDR, [unlisted_job], T0, T0 + HOUR, 0.05)
+    assert not total.blocked
+    clean = truth.TruthJob("c", T0 + 3 * HOUR, plan.num_rows, True, (listed,))
+    (repaired,) = truth.partitions(CDR, [bad, acd_only, clean], T0, T0 + HOUR, 0.05)
+    assert not repaired.blocked and repaired.loaded() == [(clean, listed)]
+
+
+def test_hostile_job_ids_take_every_form_and_leave_the_truth_unchanged(
+    s3_endpoint: S3Endpoint,
+) -> None:
+    from cxone_sync.simulator.world import HOSTILE_ID_FORMS
+
+    plain = new_world(s3_endpoint, categories=("telephony",), duplicate_export_rate=0.3)
+    hostile = new_world(
+        s3_endpoint, categories=("telephony",), duplicate_export_rate=0.3, hostile_job_ids=1.0
+    )
+    for world in (plain, hostile):
+        world.advance_to(T0 + 10 * HOUR)
+    logged = [e for e in hostile.fault_log if e["kind"] == "hostile_job_id"]
+    listed = jobs(hostile)
+    assert {e["job_id"] for e in logged} == {j["id"] for j in listed}
+    assert {e["detail"]["form"] for e in logged} == {form for form, _ in HOSTILE_ID_FORMS}
+    ids = [j["id"] for j in listed]
+    assert any("\x00" in i for i in ids) and any(len(i) > 1000 for i in ids)
+    assert any(i.startswith("/") for i in ids) and any(i.startswith("../") for i in ids)
+    assert not any(e["kind"] == "hostile_job_id" for e in plain.fault_log)
+    for dt in category("telephony").data_types:
+        a = plain.ground_truth("telephony", dt.name, T0, T0 + 8 * HOUR)
+        b = hostile.ground_truth("telephony", dt.name, T0, T0 + 8 * HOUR)
+        assert a.num_rows > 0 and truth.differences(a, b, list(dt.key)) == [], dt.name

@@ -20,6 +20,7 @@ from cxone_sync.catalog import DEFAULT_OFFSET, Category
 from cxone_sync.cxone.errors import ConflictError, CXoneError, TransientAPIError
 from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
+from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.cxone.uris import parse_s3_uri
 from cxone_sync.defs.automation.state import (
     ENDED_BADLY,
@@ -34,7 +35,7 @@ from cxone_sync.defs.automation.state import (
     owe,
     settle,
 )
-from cxone_sync.defs.ingest.assets import latest_materializations, table_key
+from cxone_sync.defs.ingest.assets import JOB_IDS_JSON, latest_materializations, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 TAG_TRIGGER = "cxone/trigger"
 TAG_JOB_ID = "cxone/job_id"
+"""The job id when it meets Dagster's strict tag rule, else its hash form (``untrusted.label``)."""
 TAG_RUN_KEY = "cxone/run_key"
 RECOVERY_METADATA = "cxone/recovery"
 BACKFILL = "backfill/"
@@ -114,7 +116,10 @@ def backfill_prefix(source: ExportSource, category: str) -> Callable[[], str]:
 
 
 def run_key(job_id: str, partition_key: str) -> str:
-    return f"{job_id}:{partition_key}"
+    """``{job id}:{partition}``; an id that is not a safe tag value (``/``, NUL, spaces,
+    non-ASCII, over 63 characters, ...) enters as its stable hash form, so run keys stay short,
+    printable and distinct. Ordinary ids (``job-8f3a...``) keep their run key unchanged."""
+    return f"{label(job_id)}:{partition_key}"
 
 
 def exhausted_observations(
@@ -136,8 +141,8 @@ def exhausted_observations(
         RECOVERY_METADATA: "exhausted",
         "reason": reason,
         "attempts": r.attempts,
-        "failed_jobs": ", ".join(r.failed_jobs),
-        "manual_export_jobs": ", ".join(r.export_jobs),
+        "failed_jobs": ", ".join(shown(j) for j in r.failed_jobs),
+        "manual_export_jobs": ", ".join(shown(j) for j in r.export_jobs),
         "sensor": sensor,
     }
     for key, _, _ in partition_windows(pdef, start, end):
@@ -177,11 +182,13 @@ def _report(
         r = o.recovery
         what = f"{category.name} {r.start} .. {r.end}"
         if o.kind == "requested":
-            tick.lines.append(f"manual export {o.job_id} requested for {what} (try {r.attempts})")
+            tick.lines.append(
+                f"manual export {shown(o.job_id)} requested for {what} (try {r.attempts})"
+            )
         elif o.kind == "conflict":
             tick.lines.append(f"{what}: an overlapping manual export already runs (409)")
         elif o.kind == "covered":
-            tick.lines.append(f"{what} recovered by COMPLETED job {o.job_id}")
+            tick.lines.append(f"{what} recovered by COMPLETED job {shown(o.job_id)}")
         elif o.kind in ("transient", "refused"):
             tick.errors.append(f"manual export for {what} not accepted: {o.detail}")
         elif o.kind == "exhausted":
@@ -225,6 +232,7 @@ def jobs_tick(
             "change(s) not recorded, the cursor stays where it was"
         )
         return tick
+    hashed: list[str] = []
     for job in fresh:
         if job.status == JobStatus.COMPLETED:
             for key, start, end in partition_windows(pdef, job.interval_start, job.interval_end):
@@ -235,7 +243,7 @@ def jobs_tick(
                         partition_key=key,
                         tags={
                             TAG_TRIGGER: sensor,
-                            TAG_JOB_ID: job.id,
+                            TAG_JOB_ID: label(job.id),
                             TAG_RUN_KEY: rk,
                             "cxone/export_trigger": job.trigger.value,
                         },
@@ -245,10 +253,14 @@ def jobs_tick(
                 for k in covered:
                     r = cursor.owed.pop(k)
                     if r.exhausted:
-                        tick.lines.append(f"{category.name} {r.start} recovered late by {job.id}")
+                        tick.lines.append(
+                            f"{category.name} {r.start} recovered late by {shown(job.id)}"
+                        )
+            if label(job.id) != job.id:
+                hashed.append(f"{shown(job.id)} -> {label(job.id)}")
         elif job.status in ENDED_BADLY:
-            reason = f"job {job.id} ({job.trigger.value}) {job.status.value}: " + (
-                job.error_details or "no error details"
+            reason = f"job {shown(job.id)} ({job.trigger.value}) {job.status.value}: " + (
+                shown(job.error_details, 300) if job.error_details else "no error details"
             )
             for _, start, end in partition_windows(pdef, job.interval_start, job.interval_end):
                 owe(cursor.owed, start, end, reason, job.id)
@@ -264,6 +276,11 @@ def jobs_tick(
         max_exports=settings.max_exports_per_tick,
     )
     _report(tick, category, pdef, outcomes, sensor)
+    if hashed:
+        tick.lines.append(
+            f"{len(hashed)} job id(s) are not valid tag values; their runs carry {TAG_JOB_ID} "
+            "and run keys in hash form: " + "; ".join(hashed[:5]) + ("; ..." if hashed[5:] else "")
+        )
     _prune(cursor.owed, cursor.position.high_water, settings.gap_lookback)
     tick.lines.insert(
         0,
@@ -334,7 +351,8 @@ def gap_tick(
         reason = (
             f"no export job by {iso(end + due_by)} (interval end + offset + lag + grace)"
             if not failed
-            else "only failed export jobs: " + ", ".join(f"{j.id} {j.status.value}" for j in failed)
+            else "only failed export jobs: "
+            + ", ".join(f"{shown(j.id)} {j.status.value}" for j in failed)
         )
         owe(cursor.owed, start, end, reason, None)
         gaps.append(key)
@@ -390,6 +408,9 @@ def _job_ids(record: dg.EventLogRecord | None) -> set[str] | None:
     mat = record.asset_materialization if record is not None else None
     if mat is None or "job_ids" not in mat.metadata:
         return None
+    exact = getattr(mat.metadata.get(JOB_IDS_JSON), "value", None)
+    if isinstance(exact, list):  # the raw ids, whatever they hold (',' included)
+        return {str(v) for v in exact}
     value = getattr(mat.metadata["job_ids"], "value", "") or ""
     return {v.strip() for v in str(value).split(",") if v.strip()}
 
@@ -440,17 +461,19 @@ def reconcile_tick(
             missing = sorted(j.id for j in jobs if seen is None or j.id not in seen)
             if not jobs or not missing:
                 continue
-            digest = hashlib.sha256(",".join(missing).encode()).hexdigest()[:16]
+            # labels: never a ',' inside one, so the join is unambiguous; ordinary ids unchanged
+            labels = ",".join(label(j) for j in missing)
+            digest = hashlib.sha256(labels.encode()).hexdigest()[:16]
             rk = f"reconcile:{key}:{digest}"
             tick.run_requests.append(
                 dg.RunRequest(
                     run_key=rk,
                     job_name=category_job_name(cat),
                     partition_key=key,
-                    tags={TAG_TRIGGER: sensor, TAG_RUN_KEY: rk, TAG_JOB_ID: ",".join(missing)},
+                    tags={TAG_TRIGGER: sensor, TAG_RUN_KEY: rk, TAG_JOB_ID: labels},
                 )
             )
-            stale.append(f"{cat.name} {key} ({', '.join(missing)})")
+            stale.append(f"{cat.name} {key} ({', '.join(shown(j) for j in missing)})")
     tick.lines.append(
         f"{len(stale)} partition(s) with COMPLETED jobs their last load did not include"
         + (": " + "; ".join(stale[:10]) if stale else "")

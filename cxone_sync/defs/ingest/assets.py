@@ -28,6 +28,7 @@ from dagster_aws.s3 import S3Resource
 from cxone_sync.catalog import Category, DataType
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import Job
+from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.ingest import checks as ck
@@ -38,8 +39,25 @@ from cxone_sync.warehouse.base import MergeResult
 
 STAGED_PREFIX = "cxone_staged"
 TABLE_PREFIX = "cxone"
+JOB_IDS_JSON = "job_ids_exact"
+"""Metadata: the raw job ids as a JSON list (``job_ids`` is the readable text form)."""
+JOB_LABELS = "job_labels"
+"""Metadata: hash form -> raw id, for the job ids that run tags and run keys carry hashed."""
 WAREHOUSE_POOL = "cxone_warehouse"
 """Concurrency pool around everything that opens the warehouse (DuckDB: one writer)."""
+
+
+def job_metadata(job_ids: Sequence[str]) -> dict[str, Any]:
+    """The jobs a load considered: readable (escaped, bounded), exact (JSON list), and the
+    mapping from the hash form in run tags to the raw id where the two differ."""
+    out: dict[str, Any] = {
+        "job_ids": ", ".join(shown(j) for j in job_ids),
+        JOB_IDS_JSON: dg.MetadataValue.json(list(job_ids)),
+    }
+    hashed = {label(j): j for j in job_ids if label(j) != j}
+    if hashed:
+        out[JOB_LABELS] = dg.MetadataValue.json(hashed)
+    return out
 
 
 def staged_key(dt: DataType) -> dg.AssetKey:
@@ -131,8 +149,8 @@ def gate_events(dt: DataType, window: Window, outcome: PartitionLoadOutcome) -> 
         metadata={
             **staged.stats,
             "blocked": staged.blocked,
-            "job_ids": ", ".join(staged.jobs),
-            "superseded_jobs": ", ".join(staged.superseded_jobs),
+            **job_metadata(staged.jobs),
+            "superseded_jobs": ", ".join(shown(j) for j in staged.superseded_jobs),
             "window": f"{_iso(window.start)} .. {_iso(window.end)}",
         },
     )
@@ -141,8 +159,8 @@ def gate_events(dt: DataType, window: Window, outcome: PartitionLoadOutcome) -> 
         window.partition_key,
         ck.COMPLETED_EXPORT,
         passed=True,
-        description="COMPLETED export job(s) " + ", ".join(staged.jobs),
-        metadata={"job_ids": ", ".join(staged.jobs)},
+        description="COMPLETED export job(s) " + ", ".join(shown(j) for j in staged.jobs),
+        metadata=job_metadata(staged.jobs),
         blocking=True,
     )
     for o in staged.outcomes:
@@ -183,7 +201,7 @@ def merge_events(
     """The table partition's materialization; ``recovered`` passes again where the jobs sensor
     had reported the interval as unrecovered (elsewhere it has nothing to say)."""
     key = table_key(dt)
-    jobs = ", ".join(outcome.staged.jobs)
+    jobs = ", ".join(shown(j) for j in outcome.staged.jobs)
     yield dg.AssetMaterialization(
         asset_key=key,
         partition=window.partition_key,
@@ -197,7 +215,7 @@ def merge_events(
             ck.RECOVERED,
             passed=True,
             description="loaded from COMPLETED export job(s) " + jobs,
-            metadata={"job_ids": jobs},
+            metadata=job_metadata(outcome.staged.jobs),
         )
 
 
@@ -205,7 +223,7 @@ def merge_metadata(result: MergeResult, outcome: PartitionLoadOutcome) -> dict[s
     staged = outcome.staged
     return {
         # the jobs this load considered: late-data reconciliation compares against them
-        "job_ids": ", ".join(staged.jobs),
+        **job_metadata(staged.jobs),
         "files_loaded": result.files_loaded,
         "files_skipped": result.files_skipped + len(staged.skipped_files),
         "rows_read": result.rows_read,
