@@ -139,9 +139,7 @@ def _encode_value(kind: int, value: Any) -> bytes:
         key_type, value_type, pairs = value
         if not pairs:
             return b"\x00"
-        body = b"".join(
-            _encode_value(key_type, k) + _encode_value(value_type, v) for k, v in pairs
-        )
+        body = b"".join(_encode_value(key_type, k) + _encode_value(value_type, v) for k, v in pairs)
         return _varint(len(pairs)) + bytes([(key_type << 4) | value_type]) + body
     if kind == _STRUCT:
         return encode_struct(value)

@@ -334,18 +334,14 @@ CASES: dict[str, Case] = {
     "key_struct": Case(
         (
             blocked(SCHEMA, "call_uuid", REEXPORT)(
-                lambda: with_columns(
-                    cdr(), call_uuid=pa.array([{"id": f"c{i}"} for i in range(4)])
-                )
+                lambda: with_columns(cdr(), call_uuid=pa.array([{"id": f"c{i}"} for i in range(4)]))
             ),
         )
     ),
     "key_struct_first_load": Case(
         (
             blocked(SCHEMA, "call_uuid", "key")(
-                lambda: with_columns(
-                    cdr(), call_uuid=pa.array([{"id": f"c{i}"} for i in range(4)])
-                )
+                lambda: with_columns(cdr(), call_uuid=pa.array([{"id": f"c{i}"} for i in range(4)]))
             ),
         ),
         baseline=False,
@@ -482,7 +478,9 @@ CASES: dict[str, Case] = {
                 lambda: with_columns(
                     cdr(
                         note=lambda n: pa.array([f"n{i}" for i in range(n)], pa.large_string()),
-                        blob=lambda n: pa.array([b"\x00\xff" * i for i in range(n)], pa.large_binary()),
+                        blob=lambda n: pa.array(
+                            [b"\x00\xff" * i for i in range(n)], pa.large_binary()
+                        ),
                     ),
                     agent=cdr().column("agent").dictionary_encode(),
                 ),
@@ -504,14 +502,18 @@ CASES: dict[str, Case] = {
     ),
     # broken files
     "truncated_footer": Case(
-        (blocked(ck.READABLE, "not a readable Parquet file", REEXPORT)(
-            lambda: parquet(cdr())[:-20]
-        ),)
+        (
+            blocked(ck.READABLE, "not a readable Parquet file", REEXPORT)(
+                lambda: parquet(cdr())[:-20]
+            ),
+        )
     ),
     "truncated_half": Case(
-        (blocked(ck.READABLE, "not a readable Parquet file", REEXPORT)(
-            lambda: parquet(cdr())[: len(parquet(cdr())) // 2]
-        ),)
+        (
+            blocked(ck.READABLE, "not a readable Parquet file", REEXPORT)(
+                lambda: parquet(cdr())[: len(parquet(cdr())) // 2]
+            ),
+        )
     ),
     "magic_only": Case((blocked(ck.READABLE, REEXPORT)(lambda: b"PAR1"),)),
     "footer_claims_more_rows_file_level": Case(
@@ -520,9 +522,7 @@ CASES: dict[str, Case] = {
     "footer_claims_more_rows_row_group": Case(
         (blocked(ck.READABLE, "17", REEXPORT)(lambda: _lying(7, row_groups=True)),)
     ),
-    "footer_names_missing_row_groups": Case(
-        (blocked(ck.READABLE, "20", REEXPORT)(_grafted),)
-    ),
+    "footer_names_missing_row_groups": Case((blocked(ck.READABLE, "20", REEXPORT)(_grafted),)),
     # column names that are SQL
     "sql_column_names": Case(
         (
@@ -574,11 +574,7 @@ CASES: dict[str, Case] = {
         )
     ),
     "empty_column_name": Case(
-        (
-            blocked(SCHEMA, "empty", REEXPORT)(
-                lambda: cdr(**{"": lambda n: pa.array(["x"] * n)})
-            ),
-        )
+        (blocked(SCHEMA, "empty", REEXPORT)(lambda: cdr(**{"": lambda n: pa.array(["x"] * n)})),)
     ),
     "reserved_prefix": Case(
         (
@@ -607,7 +603,9 @@ CASES: dict[str, Case] = {
 # -- running a case --------------------------------------------------------------------------------
 
 
-def _load(platform: Platform, wh: DuckDBWarehouse, hour: int, staging: Path) -> PartitionLoadOutcome:
+def _load(
+    platform: Platform, wh: DuckDBWarehouse, hour: int, staging: Path
+) -> PartitionLoadOutcome:
     start = T0 + timedelta(hours=hour)
     with client_for(platform.api_url) as client:
         return load_partition(
@@ -678,9 +676,7 @@ class Model:
         assert sorted(n.casefold() for n in names) == sorted(self.columns), "table columns"
         got = {}
         for row in table.to_pylist():
-            got[row[self._name(table, "call_uuid")]] = {
-                n.casefold(): _norm(row[n]) for n in names
-            }
+            got[row[self._name(table, "call_uuid")]] = {n.casefold(): _norm(row[n]) for n in names}
         assert sorted(got) == sorted(self.rows), "keys"
         for key, want in self.rows.items():
             expected = {c: want.get(c) for c in self.columns}
@@ -694,6 +690,7 @@ class Model:
 def run_case(platform: Platform, tmp: Path, name: str, case: Case) -> None:
     platform.world.announced.clear()
     wh = DuckDBWarehouse(tmp / "warehouse.duckdb", threads=2)
+    wh.ensure_control_tables()
     model = Model()
     steps = ((one(lambda: BASELINE, hour=0),) if case.baseline else ()) + case.steps
     for n, step in enumerate(steps):
@@ -748,40 +745,42 @@ _HOSTILE_NAMES = [
 ]
 
 
-def _random_array(rng: random.Random, n: int, depth: int = 0) -> pa.Array:
-    kind = rng.choice(
+def _random_array(kinds: random.Random, values: random.Random, n: int, depth: int = 0) -> pa.Array:
+    """A random column: its type from ``kinds`` (the same seed, the same type, whatever ``n``),
+    its values and nulls from ``values``."""
+    kind = kinds.choice(
         ["int8", "int64", "uint32", "float32", "decimal", "string", "large_string", "dict",
          "binary", "large_binary", "date", "ts_naive", "ts_utc", "bool"]
         + (["struct", "list", "map"] if depth < 2 else [])
     )  # fmt: skip
     if kind == "struct":
-        names = rng.sample(_HOSTILE_NAMES, rng.randint(1, 3))
-        children = [_random_array(rng, n, depth + 1) for _ in names]
+        names = kinds.sample(_HOSTILE_NAMES, kinds.randint(1, 3))
+        children = [_random_array(kinds, values, n, depth + 1) for _ in names]
         return pa.StructArray.from_arrays(children, names=names)
     if kind == "list":
-        child = _random_array(rng, n * 2, depth + 1)
+        child = _random_array(kinds, values, n * 2, depth + 1)
         offsets = pa.array([2 * i for i in range(n + 1)], pa.int32())
         return pa.ListArray.from_arrays(offsets, child)
     if kind == "map":
-        keys = pa.array([f"k{i}" for i in range(n)])
+        keys = pa.array([f"k{i}" for i in range(n)], pa.string())
         offsets = pa.array(list(range(n + 1)), pa.int32())
-        return pa.MapArray.from_arrays(offsets, keys, _random_array(rng, n, depth + 1))
-    values = [rng.random() < 0.15 for _ in range(n)]  # nulls
-    make: dict[str, Callable[[int], Any]] = {
-        "int8": lambda i: rng.randint(-128, 127),
-        "int64": lambda i: rng.randint(-(2**62), 2**62),
-        "uint32": lambda i: rng.randint(0, 2**32 - 1),
-        "float32": lambda i: float(rng.randint(-1000, 1000)) / 4,
-        "decimal": lambda i: Decimal(rng.randint(-(10**8), 10**8)).scaleb(-3),
-        "string": lambda i: rng.choice(_HOSTILE_NAMES),
-        "large_string": lambda i: rng.choice(_HOSTILE_NAMES) * 3,
-        "dict": lambda i: rng.choice(["a", "b", "c"]),
-        "binary": lambda i: bytes(rng.randrange(256) for _ in range(4)),
-        "large_binary": lambda i: bytes(rng.randrange(256) for _ in range(9)),
-        "date": lambda i: (T0 + timedelta(days=rng.randint(-400, 400))).date(),
-        "ts_naive": lambda i: datetime(2024, 3, 15, rng.randint(0, 23)),
-        "ts_utc": lambda i: T0 + timedelta(seconds=rng.randint(0, 10**6)),
-        "bool": lambda i: rng.random() < 0.5,
+        return pa.MapArray.from_arrays(offsets, keys, _random_array(kinds, values, n, depth + 1))
+    rng = values
+    make: dict[str, Callable[[], Any]] = {
+        "int8": lambda: rng.randint(-128, 127),
+        "int64": lambda: rng.randint(-(2**62), 2**62),
+        "uint32": lambda: rng.randint(0, 2**32 - 1),
+        "float32": lambda: float(rng.randint(-1000, 1000)) / 4,
+        "decimal": lambda: Decimal(rng.randint(-(10**8), 10**8)).scaleb(-3),
+        "string": lambda: rng.choice(_HOSTILE_NAMES),
+        "large_string": lambda: rng.choice(_HOSTILE_NAMES) * 3,
+        "dict": lambda: rng.choice(["a", "b", "c"]),
+        "binary": lambda: bytes(rng.randrange(256) for _ in range(4)),
+        "large_binary": lambda: bytes(rng.randrange(256) for _ in range(9)),
+        "date": lambda: (T0 + timedelta(days=rng.randint(-400, 400))).date(),
+        "ts_naive": lambda: datetime(2024, 3, 15, rng.randint(0, 23)),
+        "ts_utc": lambda: T0 + timedelta(seconds=rng.randint(0, 10**6)),
+        "bool": lambda: rng.random() < 0.5,
     }
     types: dict[str, pa.DataType] = {
         "int8": pa.int8(),
@@ -799,7 +798,8 @@ def _random_array(rng: random.Random, n: int, depth: int = 0) -> pa.Array:
         "ts_utc": UTC_US,
         "bool": pa.bool_(),
     }
-    array = pa.array([None if null else make[kind](i) for i, null in enumerate(values)], types[kind])
+    cells = [None if rng.random() < 0.15 else make[kind]() for _ in range(n)]
+    array = pa.array(cells, types[kind])
     return array.dictionary_encode() if kind == "dict" else array
 
 
@@ -811,21 +811,21 @@ _POISON = {
 
 
 def random_case(seed: int) -> Case:
-    """Random extra columns (hostile names, every type family, nesting, encodings, row counts
-    from 0), the key as string, large string or dictionary; sometimes one poisoned name."""
+    """Two partitions of random extra columns (hostile names, every type family, nesting,
+    encodings, nulls, row counts from 0; the second keeps some columns of the first, same type,
+    and adds others), the key as string, large string or dictionary; sometimes a poisoned name."""
     rng = random.Random(seed)
     steps = []
+    names = rng.sample(_HOSTILE_NAMES, rng.randint(1, 4))
     for hour in (1, 2):
         n = rng.choice([0, 1, 3, 7, 20])
-        names = rng.sample(_HOSTILE_NAMES, rng.randint(1, 5))
-        columns = {name: _random_array(rng, n) for name in names}
+        columns = {name: _random_array(random.Random(f"{seed}:{name}"), rng, n) for name in names}
         table = cdr(n, hour=hour, prefix=f"r{hour}-", **columns)
         key_kind = rng.choice(["string", "large_string", "dict"])
         if key_kind != "string":
-            keys = table.column("call_uuid")
-            key = keys.cast(pa.large_string()) if key_kind == "large_string" else keys
-            table = with_columns(table, call_uuid=key.combine_chunks().dictionary_encode()
-                                 if key_kind == "dict" else key)  # fmt: skip
+            keys = table.column("call_uuid").combine_chunks()
+            key = keys.dictionary_encode() if key_kind == "dict" else keys.cast(pa.large_string())
+            table = with_columns(table, call_uuid=key)
         poison = rng.choice([None, None, None, *_POISON])
         if poison is not None:
             bad, says = _POISON[poison]
@@ -833,6 +833,9 @@ def random_case(seed: int) -> Case:
             steps.append(blocked(SCHEMA, says, hour=hour)(lambda t=table: t))
         else:
             steps.append(one(lambda t=table: t, hour=hour))
+        kept = rng.sample(names, rng.randint(0, len(names)))
+        fresh = [c for c in _HOSTILE_NAMES if c not in names]
+        names = kept + rng.sample(fresh, rng.randint(0, 2))
     return Case(tuple(steps))
 
 
