@@ -34,10 +34,11 @@ from cxone_sync.simulator.config import SimConfig
 from cxone_sync.simulator.s3 import S3Endpoint, create_export_bucket
 from cxone_sync.simulator.server import ApiServer
 from cxone_sync.simulator.world import World, hour_folder
-from cxone_sync.warehouse.base import METADATA_PREFIX
+from cxone_sync.warehouse.base import METADATA_PREFIX, DataError, StagedFile
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.ingest import parquet_footer
 from cxone_sync_tests.truth import client_for
+from cxone_sync_tests.warehouse.factories import staged_file
 
 T0 = datetime(2024, 3, 15, tzinfo=UTC)
 CDR = category("telephony").data_type("cdr")
@@ -642,6 +643,21 @@ def snapshot(path: Path) -> dict[str, Any]:
         con.close()
 
 
+def _loaded(path: Path, key: str) -> tuple[pa.Table, int | None]:
+    """The BI table, and the rows the newest load of partition ``key`` read (read-only)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        table = con.sql(f'SELECT * FROM "cxone"."{CDR.table}"').to_arrow_table()
+        row = con.execute(
+            "SELECT rows_read FROM cxone_sync.partition_loads WHERE data_type = ? "
+            "AND partition_key = ? ORDER BY loaded_at DESC LIMIT 1",
+            [CDR.name, key],
+        ).fetchone()
+        return table, None if row is None else int(row[0])
+    finally:
+        con.close()
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -670,8 +686,7 @@ class Model:
                 if old is None or record["updated_at"] >= old["updated_at"]:
                     self.rows[key] = record
 
-    def assert_equals(self, wh: DuckDBWarehouse) -> None:
-        table = wh.read_table(CDR)
+    def assert_equals(self, table: pa.Table) -> None:
         names = [c for c in table.column_names if not c.startswith(METADATA_PREFIX)]
         assert sorted(n.casefold() for n in names) == sorted(self.columns), "table columns"
         got = {}
@@ -698,7 +713,7 @@ def run_case(platform: Platform, tmp: Path, name: str, case: Case) -> None:
         bodies = [p if isinstance(p, bytes) else parquet(p) for p in payloads]
         counts = list(step.counts or [None] * len(bodies))
         uris = platform.announce(f"job-{name}-{n}", step.hour, bodies, counts, done=n)
-        before = snapshot(wh.path)
+        before = snapshot(wh.path) if step.expect == BLOCK else {}
         outcome = _load(platform, wh, step.hour, tmp / f"stage-{n}")
         failing = [o for o in outcome.staged.outcomes if not o.passed and o.severity == "ERROR"]
         where = f"{name} step {n}"
@@ -706,12 +721,9 @@ def run_case(platform: Platform, tmp: Path, name: str, case: Case) -> None:
             assert not outcome.staged.blocked, (where, [o.description for o in failing])
             assert outcome.merged is not None
             model.apply([p for p in payloads if isinstance(p, pa.Table)])
-            model.assert_equals(wh)
-            loads = {p.partition_key: p for p in wh.partition_loads(CDR)}
-            key = partition_key(T0 + timedelta(hours=step.hour))
-            assert key in loads, where
-            rows_read = sum(p.num_rows for p in payloads if isinstance(p, pa.Table))
-            assert loads[key].rows_read == rows_read, where
+            table, rows_read = _loaded(wh.path, partition_key(T0 + timedelta(hours=step.hour)))
+            model.assert_equals(table)
+            assert rows_read == sum(p.num_rows for p in payloads if isinstance(p, pa.Table)), where
             continue
         assert outcome.staged.blocked and outcome.merged is None, where
         assert [o.name for o in failing] == [step.check], (where, [o.description for o in failing])
@@ -839,12 +851,40 @@ def random_case(seed: int) -> Case:
     return Case(tuple(steps))
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_hostile_parquet_random(seed: int, platform: Platform, tmp_path: Path) -> None:
     run_case(platform, tmp_path, f"random-{seed}", random_case(seed))
 
 
 @pytest.mark.soak
-@pytest.mark.parametrize("seed", range(6, 206))
+@pytest.mark.parametrize("seed", range(4, 204))
 def test_hostile_parquet_random_soak(seed: int, platform: Platform, tmp_path: Path) -> None:
     run_case(platform, tmp_path, f"random-{seed}", random_case(seed))
+
+
+# -- the merge's own guard, behind the gates ------------------------------------------------
+
+
+def test_merge_turns_an_unreadable_staged_file_into_a_clear_failure(tmp_path: Path) -> None:
+    """A file the gates would have refused, handed to the merge directly: DuckDB's error leaves
+    as a DataError naming the file and what to do, and the transaction leaves nothing behind."""
+    wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb", threads=2)
+    good = tmp_path / "good.parquet"
+    good.write_bytes(parquet(BASELINE))
+    merge(wh, [staged_file(good, job_id="job-good", job_end=T0)], hour=0)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(_lying(7, row_groups=True))
+    staged = staged_file(bad, job_id="job-bad", job_end=T0 + timedelta(hours=2))
+    before = snapshot(wh.path)
+
+    with pytest.raises(DataError) as failure:
+        merge(wh, [staged], hour=1)
+
+    message = str(failure.value)
+    assert staged.uri in message and "re-export" in message and "rolled back" in message
+    assert snapshot(wh.path) == before
+
+
+def merge(wh: DuckDBWarehouse, files: list[StagedFile], hour: int) -> None:
+    start = T0 + timedelta(hours=hour)
+    wh.merge_partition(CDR, partition_key(start), start, start + timedelta(hours=1), files)
