@@ -285,7 +285,7 @@ def diff_columns(
         else:
             table_name, old_type = table[folded]
             old = normalize_type(old_type)
-            if folded == UPDATED_AT:
+            if folded == UPDATED_AT and (old in _AWARE_TS) != (new in _AWARE_TS):
                 old, new = _UTC_TS.get(old, old), _UTC_TS.get(new, new)
             _compare(diff, table_name, old, new)
     diff.vanished = [
