@@ -258,6 +258,15 @@ def _struct_detail(n: int) -> pa.Array:
     return pa.array(rows, kind)
 
 
+def _struct_spaced(n: int) -> pa.Array:
+    """Field names DuckDB spells differently from the Arrow mapping (a keyword it quotes) or
+    whose whitespace is part of the name."""
+    names = ["select", "tab\tname", "two  spaces"]
+    rows = [{"select": i, "tab\tname": f"t{i}", "two  spaces": i % 2 == 0} for i in range(n)]
+    kind = pa.struct([(names[0], pa.int64()), (names[1], pa.string()), (names[2], pa.bool_())])
+    return pa.array(rows, kind)
+
+
 def _tags(n: int) -> pa.Array:
     return pa.array([[i, i + 1] for i in range(n)], pa.list_(pa.int64()))
 
@@ -320,6 +329,12 @@ CASES: dict[str, Case] = {
         (
             one(lambda: cdr(detail=_struct_detail, tags=_tags, scores=_scores)),
             one(lambda: cdr(3, hour=2, prefix="d", detail=_struct_detail), hour=2),
+        )
+    ),
+    "struct_field_names_keyword_and_whitespace": Case(
+        (
+            one(lambda: cdr(detail=_struct_spaced)),
+            one(lambda: cdr(3, hour=2, prefix="d", detail=_struct_spaced), hour=2),
         )
     ),
     "struct_hostile_field_names_first_load": Case(
