@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -158,10 +158,12 @@ def cdr(
     *,
     prefix: str = "c",
     revisit: bool = True,
+    named: Mapping[str, Callable[[int], pa.Array] | pa.Array] | None = None,
     **extra: Callable[[int], pa.Array] | pa.Array,
 ) -> pa.Table:
     """``n`` CDR records of the interval ``hour`` (the first one, with ``revisit``, a newer
-    version of the baseline's key ``b1``), plus ``extra`` columns (arrays, or functions of n)."""
+    version of the baseline's key ``b1``), plus ``named`` and ``extra`` columns (arrays, or
+    functions of n)."""
     keys = [f"{prefix}{i}" for i in range(n)]
     if revisit and n:
         keys[0] = "b1"
@@ -172,7 +174,7 @@ def cdr(
         "agent": pa.array([f"agent-{i % 3}" for i in range(n)], pa.string()),
         "duration_s": pa.array([10 * i for i in range(n)], pa.int32()),
     }
-    for name, make in extra.items():
+    for name, make in {**(named or {}), **extra}.items():
         columns[name] = make(n) if callable(make) else make
     return pa.table(columns)
 
@@ -544,7 +546,7 @@ CASES: dict[str, Case] = {
         (
             one(
                 lambda: cdr(
-                    **{
+                    named={
                         "it's": lambda n: pa.array(["'"] * n),
                         "semi;colon": lambda n: pa.array(list(range(n))),
                         '"; DROP TABLE x; --': lambda n: pa.array(["x"] * n),
@@ -555,7 +557,10 @@ CASES: dict[str, Case] = {
             ),
             one(
                 lambda: cdr(
-                    2, hour=2, prefix="v", **{'"; DROP TABLE x; --': lambda n: pa.array(["y"] * n)}
+                    2,
+                    hour=2,
+                    prefix="v",
+                    named={'"; DROP TABLE x; --': lambda n: pa.array(["y"] * n)},
                 ),
                 hour=2,
             ),
@@ -590,7 +595,11 @@ CASES: dict[str, Case] = {
         )
     ),
     "empty_column_name": Case(
-        (blocked(SCHEMA, "empty", REEXPORT)(lambda: cdr(**{"": lambda n: pa.array(["x"] * n)})),)
+        (
+            blocked(SCHEMA, "empty", REEXPORT)(
+                lambda: cdr(named={"": lambda n: pa.array(["x"] * n)})
+            ),
+        )
     ),
     "reserved_prefix": Case(
         (
@@ -837,6 +846,10 @@ _POISON = {
 }
 
 
+def _const(table: pa.Table) -> Callable[[], pa.Table]:
+    return lambda: table
+
+
 def random_case(seed: int) -> Case:
     """Two partitions of random extra columns (hostile names, every type family, nesting,
     encodings, nulls, row counts from 0; the second keeps some columns of the first, same type,
@@ -847,7 +860,7 @@ def random_case(seed: int) -> Case:
     for hour in (1, 2):
         n = rng.choice([0, 1, 3, 7, 20])
         columns = {name: _random_array(random.Random(f"{seed}:{name}"), rng, n) for name in names}
-        table = cdr(n, hour=hour, prefix=f"r{hour}-", **columns)
+        table = cdr(n, hour=hour, prefix=f"r{hour}-", named=columns)
         key_kind = rng.choice(["string", "large_string", "dict"])
         if key_kind != "string":
             keys = table.column("call_uuid").combine_chunks()
@@ -857,9 +870,9 @@ def random_case(seed: int) -> Case:
         if poison is not None:
             bad, says = _POISON[poison]
             table = table.append_column(bad, pa.array(["x"] * n, pa.string()))
-            steps.append(blocked(SCHEMA, says, hour=hour)(lambda t=table: t))
+            steps.append(blocked(SCHEMA, says, hour=hour)(_const(table)))
         else:
-            steps.append(one(lambda t=table: t, hour=hour))
+            steps.append(one(_const(table), hour=hour))
         kept = rng.sample(names, rng.randint(0, len(names)))
         fresh = [c for c in _HOSTILE_NAMES if c not in names]
         names = kept + rng.sample(fresh, rng.randint(0, 2))
