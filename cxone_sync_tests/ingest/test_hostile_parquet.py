@@ -572,6 +572,16 @@ CASES: dict[str, Case] = {
     "key_column_name_upper_case": Case(
         (one(lambda: renamed(cdr(), ["CALL_UUID", "Updated_At", "agent", "duration_s"])),)
     ),
+    "null_key_under_an_upper_case_name": Case(
+        (
+            blocked(SCHEMA, "null", "CALL_UUID", REEXPORT)(
+                lambda: renamed(
+                    with_columns(cdr(), call_uuid=pa.array(["c0", None, "c2", "c3"])),
+                    ["CALL_UUID", "updated_at", "agent", "duration_s"],
+                )
+            ),
+        )
+    ),
     "duplicate_names_by_case": Case(
         (
             blocked(SCHEMA, "agent", "AGENT", "case", REEXPORT)(
