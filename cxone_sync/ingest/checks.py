@@ -34,8 +34,10 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     RECORD_COUNT: "Rows in the job's files against the manifest's record_count (tolerance 5%).",
     CHECKSUM: "SHA-256 of every file as read against S3's checksum, its size and the audit trail.",
     SCHEMA_DRIFT: "Parquet schema against the schema registry: additive drift evolves the table; "
-    "a missing key or updated_at, null keys or an incompatible type change block.",
-    READABLE: "Every file of the partition can be read and decrypted through the KMS key.",
+    "a missing key or updated_at, null keys, an incompatible type change, a key or updated_at of "
+    "an unusable type, a decimal wider than 38 digits or column names a table cannot hold block.",
+    READABLE: "Every file of the partition can be read and decrypted through the KMS key, and is "
+    "whole Parquet: its footer agrees with itself and its pages hold the rows it claims.",
     FILE_LOCATION: "Every file of the job lies in the export bucket under the download's prefix.",
     COMPLETED_EXPORT: "The interval has a COMPLETED CXone export job (asked of the API). Fails "
     "while none exists (not due yet, or the export FAILED / TIMED_OUT and no re-export completed) "

@@ -49,8 +49,13 @@ from cxone_sync.storage.staging import (
     fetch_s3_file,
     head_s3_file,
 )
-from cxone_sync.warehouse.base import StagedFile, Warehouse
-from cxone_sync.warehouse.schema import SchemaDiff, diff_schema
+from cxone_sync.warehouse.base import METADATA_PREFIX, StagedFile, Warehouse
+from cxone_sync.warehouse.schema import (
+    MAX_DECIMAL_PRECISION,
+    READER_COLUMNS,
+    SchemaDiff,
+    diff_schema,
+)
 
 
 class NoCompletedExportError(Exception):
@@ -266,21 +271,17 @@ class PartitionStager:
             parquet = pq.ParquetFile(fetched.path)
             rows = parquet.metadata.num_rows
             schema = parquet.schema_arrow
-        except (pa.ArrowInvalid, OSError) as exc:
-            state.findings.append(
-                Finding(
-                    ck.READABLE,
-                    job.id,
-                    f"{uri} of job {job.id} is not a readable Parquet file ({exc}); it may be a "
-                    "partial write. Request a re-export of the interval.",
-                    blocking=True,
-                    uri=uri,
-                )
-            )
+            lie = _footer_lie(parquet.metadata)
+        except (pa.ArrowException, OSError) as exc:
+            state.findings.append(_unreadable(job, uri, f"{type(exc).__name__}: {exc}"))
+            return
+        if lie:
+            state.findings.append(_unreadable(job, uri, lie))
             return
         if expected is not None:
             self._check_count(state, uri, expected.get(uri), rows)
-        self._check_schema(state, uri, parquet, schema, window, existing)
+        if not self._check_schema(state, uri, parquet, schema, window, existing):
+            return
         end_time = job.end_time or job.updated_at
         state.files.append(
             StagedFile(
@@ -471,7 +472,8 @@ class PartitionStager:
         schema: pa.Schema,
         window: Window,
         existing: dict[str, str] | None,
-    ) -> None:
+    ) -> bool:
+        """Schema drift and null keys (findings); False when the file cannot be read through."""
         job = state.job
         dt = window.data_type
         diff = diff_schema(existing, schema, dt)
@@ -499,13 +501,28 @@ class PartitionStager:
                     numbers={"diff": _diff_doc(diff)},
                 )
             )
-        required = [c for c in (*dt.key, UPDATED_AT) if c in schema.names]
+        if diff.bad_names:
+            return True  # the names are refused above; a reader would rename some of them
+        wanted = {c.casefold() for c in (*dt.key, UPDATED_AT)}
+        required = [c for c in schema.names if c.casefold() in wanted]
         if not required:
-            return
-        nulls = {c: 0 for c in required}
-        for batch in parquet.iter_batches(columns=required, batch_size=262_144):
-            for name in required:
-                nulls[name] += batch.column(name).null_count
+            return True
+        try:
+            decoded, nulls = _scan(parquet, required)
+        except (pa.ArrowException, OSError) as exc:
+            claims = parquet.metadata.num_rows
+            groups = parquet.metadata.num_row_groups
+            detail = f"its footer claims {claims} rows in {groups} row group(s), but decoding "
+            state.findings.append(
+                _unreadable(job, uri, detail + f"failed: {type(exc).__name__}: {exc}")
+            )
+            return False
+        if decoded != parquet.metadata.num_rows:
+            detail = (
+                f"its footer claims {parquet.metadata.num_rows} rows but its pages hold {decoded}"
+            )
+            state.findings.append(_unreadable(job, uri, detail))
+            return False
         bad = {c: n for c, n in nulls.items() if n}
         if bad:
             listed = ", ".join(f"{c} ({n} rows)" for c, n in bad.items())
@@ -520,6 +537,7 @@ class PartitionStager:
                     numbers={"null_counts": bad},
                 )
             )
+        return True
 
     def _outcomes(
         self,
@@ -559,13 +577,75 @@ def _count_totals(states: list[_JobState], findings: list[Finding]) -> dict[str,
 
 
 def _breaking(diff: SchemaDiff) -> list[str]:
-    out = [f"key column {c!r} is missing" for c in diff.missing_keys]
+    out = list(diff.bad_names)  # first: a reader renames such columns, the rest follows
+    out += [f"key column {c!r} is missing" for c in diff.missing_keys]
     out += [
         f"column {c!r} changed type incompatibly from {old} to {new}"
         for c, (old, new) in diff.incompatible.items()
     ]
-    out += [f"column {c!r} uses the platform's reserved prefix" for c in diff.reserved]
+    out += [
+        f"column {c!r} uses the platform's reserved prefix {METADATA_PREFIX}"
+        if c.casefold().startswith(METADATA_PREFIX)
+        else f"column {c!r} is reserved: the Parquet reader names its own columns "
+        f"{', '.join(READER_COLUMNS)}"
+        for c in diff.reserved
+    ]
+    out += [
+        f"column 'updated_at' has type {t}: it must be a timestamp (newest-wins orders by it)"
+        if c.casefold() == UPDATED_AT
+        else f"key column {c!r} has type {t}: a natural key must be a single value with exact "
+        "equality (text, integer, decimal, date, timestamp)"
+        for c, t in diff.bad_keys.items()
+    ]
+    out += [
+        f"column {c!r} is {t}: wider than the {MAX_DECIMAL_PRECISION} digits a warehouse "
+        "decimal holds (it would load as an approximate DOUBLE)"
+        for c, t in diff.unsupported.items()
+    ]
     return out
+
+
+def _unreadable(job: Job, uri: str, detail: str) -> Finding:
+    return Finding(
+        ck.READABLE,
+        job.id,
+        f"{uri} of job {job.id} is not a readable Parquet file ({detail}); it may be a partial "
+        "write or a corrupt export. Request a re-export of the interval.",
+        blocking=True,
+        uri=uri,
+    )
+
+
+def _footer_lie(meta: pq.FileMetaData) -> str | None:
+    """Where a footer contradicts itself: row groups against the file's row count, and every
+    non-repeated column chunk's value count against its row group's rows (a reader refuses the
+    file, or silently reads fewer rows than the footer claims)."""
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    total = sum(g.num_rows for g in groups)
+    if total != meta.num_rows:
+        return f"its footer claims {meta.num_rows} rows but its row groups add up to {total}"
+    flat = [i for i in range(meta.num_columns) if meta.schema.column(i).max_repetition_level == 0]
+    for n, group in enumerate(groups):
+        for i in flat:
+            chunk = group.column(i)
+            if chunk.num_values != group.num_rows:
+                return (
+                    f"its footer claims {meta.num_rows} rows; row group {n} claims "
+                    f"{group.num_rows} but column {chunk.path_in_schema!r} holds "
+                    f"{chunk.num_values} values"
+                )
+    return None
+
+
+def _scan(parquet: pq.ParquetFile, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """Decode ``columns`` of every row group: the rows read and the nulls per column."""
+    rows = 0
+    nulls = {c: 0 for c in columns}
+    for batch in parquet.iter_batches(columns=columns, batch_size=262_144):
+        rows += batch.num_rows
+        for i, name in enumerate(columns):
+            nulls[name] += batch.column(i).null_count
+    return rows, nulls
 
 
 def _additive(diff: SchemaDiff) -> str:
@@ -582,6 +662,10 @@ def _diff_doc(diff: SchemaDiff) -> dict[str, Any]:
         "vanished": diff.vanished,
         "incompatible": {c: list(v) for c, v in diff.incompatible.items()},
         "missing_keys": diff.missing_keys,
+        "reserved": diff.reserved,
+        "bad_names": diff.bad_names,
+        "bad_keys": diff.bad_keys,
+        "unsupported": diff.unsupported,
     }
 
 

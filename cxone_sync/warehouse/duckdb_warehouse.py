@@ -34,6 +34,7 @@ from cxone_sync.warehouse.base import (
     Watermark,
 )
 from cxone_sync.warehouse.schema import (
+    READER_COLUMNS,
     SchemaDiff,
     columns_hash,
     columns_json,
@@ -151,6 +152,9 @@ class DuckDBWarehouse:
                 result = _merge(con, clock, load, plan)
                 _record_load(con, load, plan, result)
                 con.commit()
+            except duckdb.Error as exc:
+                con.rollback()
+                raise _unmergeable(load, files, exc) from exc
             except BaseException:
                 con.rollback()
                 raise
@@ -234,6 +238,19 @@ class _Load:
     loaded_at: datetime
 
 
+def _unmergeable(load: _Load, files: Sequence[StagedFile], exc: duckdb.Error) -> DataError:
+    """A DuckDB error while reading or merging staged files: the transaction was rolled back."""
+    uris = ", ".join(f.uri for f in files[:5]) + (
+        f" (+{len(files) - 5} more)" if len(files) > 5 else ""
+    )
+    return DataError(
+        f"cxone.{load.data_type.table} partition {load.partition_key}: DuckDB could not merge "
+        f"the staged file(s) {uris}: {type(exc).__name__}: {exc}. Nothing was loaded (the "
+        "transaction was rolled back); a file the gates passed but DuckDB cannot read is "
+        "corrupt: request a re-export of the interval."
+    )
+
+
 def _ids(data_type: DataType) -> dict[str, str]:
     return {"category": data_type.category, "data_type": data_type.name}
 
@@ -282,6 +299,10 @@ def _raise_breaking(data_type: DataType, uri: str, diff: SchemaDiff) -> None:
     if diff.reserved:
         reason = "uses the platform's reserved _cxone_ prefix"
         raise SchemaError(table, diff.reserved[0], None, None, uri, reason)
+    if diff.bad_keys:
+        column, new = next(iter(diff.bad_keys.items()))
+        reason = "has a type a natural key or updated_at cannot have"
+        raise SchemaError(table, column, None, new, uri, reason)
     if diff.incompatible:
         column, (old, new) = next(iter(diff.incompatible.items()))
         raise SchemaError(table, column, old, new, uri, "changed type incompatibly")
@@ -314,7 +335,7 @@ def _plan(
     return plan
 
 
-_VIRTUAL_COLUMNS = ("file_index", "file_row_number")
+_VIRTUAL_COLUMNS = READER_COLUMNS
 """read_parquet's virtual columns, which the merge uses to find rows; a file column of the same
 name would shadow them."""
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -45,14 +46,50 @@ _ALIASES = {
     '"NULL"': NULL_TYPE,
 }
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+MAX_DECIMAL_PRECISION = 38
+"""The widest decimal DuckDB and Snowflake hold; a wider Parquet decimal would load as DOUBLE."""
+_UTC_TS = {
+    "TIMESTAMP_S": "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_MS": "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP": "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_NS": "TIMESTAMPTZ_NS",
+}
+"""``updated_at`` is UTC by contract: a naive one is read as UTC, the aware type of its unit."""
+_KEY_REFUSED = ("FLOAT", "DOUBLE", NULL_TYPE, "STRUCT(", "MAP(", "UNION(")
+"""Key column types with no exact equality (floats) or no scalar value (nested, untyped)."""
+READER_COLUMNS = ("file_index", "file_row_number")
+"""Names the merge's Parquet reader gives its own virtual columns; a file column of that name
+would shadow them."""
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_SPACES = re.compile(r"\s+")
+"""A quoted identifier inside a type (a struct field name): its spaces, tabs and case are part
+of the name."""
 
 
 def normalize_type(sql_type: str) -> str:
     """Canonical spelling of a DuckDB type name, so equal types compare equal."""
-    text = " ".join(sql_type.strip().split())
+    text = _squash(sql_type.strip())
     upper = text.upper()
     return _ALIASES.get(upper, upper if _is_simple(upper) else text)
+
+
+def _squash(text: str) -> str:
+    """Runs of whitespace to one space, outside quoted identifiers only."""
+    parts, end = [], 0
+    for match in _QUOTED.finditer(text):
+        parts += [_SPACES.sub(" ", text[end : match.start()]), match[0]]
+        end = match.end()
+    parts.append(_SPACES.sub(" ", text[end:]))
+    return "".join(parts)
+
+
+def _canonical(sql_type: str) -> str:
+    """For comparison only: a quoted field name that needs no quotes loses them (DuckDB quotes
+    keywords such as "select", the Arrow mapping does not)."""
+    return _QUOTED.sub(lambda m: m[0][1:-1] if _PLAIN_NAME.match(m[0][1:-1]) else m[0], sql_type)
 
 
 def _is_simple(upper: str) -> bool:
@@ -138,7 +175,7 @@ def columns_json(columns: Mapping[str, str]) -> str:
 def lossless(source: str, target: str) -> bool:
     """True when every value of type ``source`` converts to ``target`` without loss."""
     src, dst = normalize_type(source), normalize_type(target)
-    if src in (dst, NULL_TYPE):
+    if src in (dst, NULL_TYPE) or _canonical(src) == _canonical(dst):
         return True
     if src in _SIGNED_BITS:
         return _signed_fits(_SIGNED_BITS[src], dst)
@@ -190,13 +227,28 @@ class SchemaDiff:
     """column -> (table type, file type) with no lossless conversion either way."""
     missing_keys: list[str] = field(default_factory=list)
     reserved: list[str] = field(default_factory=list)
-    """Incoming columns using the platform's metadata prefix."""
+    """Incoming columns using the platform's metadata prefix (any case) or a reader's name."""
+    bad_names: list[str] = field(default_factory=list)
+    """Why the file's column names cannot be columns of a table (empty, or equal ignoring
+    case, as DuckDB and Snowflake resolve names)."""
+    bad_keys: dict[str, str] = field(default_factory=dict)
+    """Key columns -> a type a natural key cannot have (float, nested, untyped); ``updated_at``
+    -> its type when it is not a timestamp (newest-wins orders by it)."""
+    unsupported: dict[str, str] = field(default_factory=dict)
+    """Columns -> a type no warehouse column holds without loss (decimal precision > 38)."""
     untyped: list[str] = field(default_factory=list)
     """New columns null in every row: not added until they carry a type."""
 
     @property
     def breaking(self) -> bool:
-        return bool(self.incompatible or self.missing_keys or self.reserved)
+        return bool(
+            self.incompatible
+            or self.missing_keys
+            or self.reserved
+            or self.bad_names
+            or self.bad_keys
+            or self.unsupported
+        )
 
     def apply(self, existing: Mapping[str, str] | None) -> dict[str, str]:
         """The table's columns after the additions and widenings."""
@@ -218,20 +270,61 @@ def diff_columns(
     table = {name.casefold(): (name, t) for name, t in (existing or {}).items()}
     seen = {name.casefold() for name in incoming}
     diff.missing_keys = [c for c in (*data_type.key, UPDATED_AT) if c.casefold() not in seen]
+    keys = {c.casefold() for c in data_type.key}
     for name, new_type in incoming.items():
-        if name.startswith(METADATA_PREFIX):
+        folded, new = name.casefold(), normalize_type(new_type)
+        if folded.startswith(METADATA_PREFIX) or folded in READER_COLUMNS:
             diff.reserved.append(name)
-        elif name.casefold() not in table:
-            _add(diff, name, normalize_type(new_type))
+            continue
+        if _bad_key_type(folded, new, keys):
+            diff.bad_keys[name] = new
+        if _too_wide(new):
+            diff.unsupported[name] = new
+        elif folded not in table:
+            _add(diff, name, new)
         else:
-            table_name, old_type = table[name.casefold()]
-            _compare(diff, table_name, normalize_type(old_type), normalize_type(new_type))
+            table_name, old_type = table[folded]
+            old = normalize_type(old_type)
+            if folded == UPDATED_AT and (old in _AWARE_TS) != (new in _AWARE_TS):
+                old, new = _UTC_TS.get(old, old), _UTC_TS.get(new, new)
+            _compare(diff, table_name, old, new)
     diff.vanished = [
         name
         for key, (name, _t) in table.items()
         if key not in seen and not name.startswith(METADATA_PREFIX)
     ]
     return diff
+
+
+def _bad_key_type(folded: str, sql_type: str, keys: set[str]) -> bool:
+    if folded in keys:
+        return sql_type.upper().startswith(_KEY_REFUSED) or sql_type.endswith("]")
+    return folded == UPDATED_AT and sql_type not in _NAIVE_TS and sql_type not in _AWARE_TS
+
+
+def _too_wide(sql_type: str) -> bool:
+    match = _DECIMAL.match(sql_type)
+    return match is not None and int(match[1]) > MAX_DECIMAL_PRECISION
+
+
+def name_problems(names: Sequence[str]) -> list[str]:
+    """Why a file's column names cannot all be columns of one table: an empty name, a name
+    given twice, names equal ignoring case (DuckDB and Snowflake resolve names that way, and a
+    reader would rename one of them)."""
+    problems = []
+    if any(not name.strip() for name in names):
+        problems.append("a column has an empty name")
+    counts = Counter(names)
+    problems += [f"column {n!r} appears more than once" for n, c in counts.items() if c > 1]
+    folded: dict[str, list[str]] = {}
+    for name in counts:
+        folded.setdefault(name.casefold(), []).append(name)
+    problems += [
+        f"columns {' and '.join(repr(n) for n in same)} differ only by case"
+        for same in folded.values()
+        if len(same) > 1
+    ]
+    return problems
 
 
 def _add(diff: SchemaDiff, name: str, new_type: str) -> None:
@@ -253,4 +346,6 @@ def _compare(diff: SchemaDiff, name: str, old_type: str, new_type: str) -> None:
 def diff_schema(
     existing: Mapping[str, str] | None, incoming: pa.Schema, data_type: DataType
 ) -> SchemaDiff:
-    return diff_columns(existing, arrow_columns(incoming), data_type)
+    diff = diff_columns(existing, arrow_columns(incoming), data_type)
+    diff.bad_names = name_problems(incoming.names)
+    return diff

@@ -16,6 +16,8 @@ from cxone_sync.warehouse.schema import (
     arrow_schema_hash,
     diff_schema,
     lossless,
+    name_problems,
+    normalize_type,
 )
 from cxone_sync_tests.warehouse.factories import CDR
 
@@ -73,6 +75,7 @@ def _diff(existing: dict[str, str] | None, *fields: tuple[str, pa.DataType]):
 
 
 KEYS = {"call_uuid": "VARCHAR", "updated_at": "TIMESTAMP"}
+UTC = pa.timestamp("us", "UTC")
 
 
 def test_first_schema_adds_every_column():
@@ -158,3 +161,71 @@ def test_missing_keys_and_untyped_columns():
     assert diff.missing_keys == ["call_uuid", "updated_at"]
     assert diff.untyped == ["x"]
     assert diff.breaking
+
+
+def test_names_a_table_cannot_hold():
+    problems = name_problems(["call_uuid", "agent", "AGENT", "", "n", "n"])
+
+    assert problems == [
+        "a column has an empty name",
+        "column 'n' appears more than once",
+        "columns 'agent' and 'AGENT' differ only by case",
+    ]
+    assert diff_schema(None, pa.schema([("a", pa.int8()), ("A", pa.int8())]), CDR).breaking
+
+
+def test_reserved_names_in_any_case_and_reader_columns():
+    diff = _diff(None, ("_CXONE_PARTITION", pa.string()), ("File_Row_Number", pa.int64()))
+
+    assert diff.reserved == ["_CXONE_PARTITION", "File_Row_Number"]
+    assert diff.breaking
+
+
+@pytest.mark.parametrize(
+    "key_type",
+    [pa.float64(), pa.float32(), pa.struct([("id", pa.string())]), pa.list_(pa.string())],
+)
+def test_key_types_without_exact_equality_are_refused(key_type: pa.DataType):
+    diff = diff_schema(None, pa.schema([("call_uuid", key_type), ("updated_at", UTC)]), CDR)
+
+    assert list(diff.bad_keys) == ["call_uuid"] and diff.breaking
+
+
+def test_updated_at_must_be_a_timestamp_and_naive_reads_as_utc():
+    as_text = diff_schema(
+        None, pa.schema([("call_uuid", pa.string()), ("updated_at", pa.string())]), CDR
+    )
+    aware_table = {
+        "call_uuid": "VARCHAR",
+        "updated_at": "TIMESTAMP WITH TIME ZONE",
+        "t": "TIMESTAMP WITH TIME ZONE",
+    }
+    naive_file = pa.schema(
+        [("call_uuid", pa.string()), ("updated_at", pa.timestamp("us")), ("t", pa.timestamp("us"))]
+    )
+
+    assert as_text.bad_keys == {"updated_at": "VARCHAR"}
+    diff = diff_schema(aware_table, naive_file, CDR)
+    assert diff.incompatible == {"t": ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP")}
+    assert "updated_at" not in diff.widened
+    widened = diff_schema(
+        KEYS,
+        pa.schema([("call_uuid", pa.string()), ("updated_at", pa.timestamp("ns", "UTC"))]),
+        CDR,
+    )
+    assert widened.widened == {"updated_at": ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS")}
+
+
+def test_decimals_wider_than_38_digits_are_refused():
+    diff = _diff(None, ("amount", pa.decimal256(40, 2)), ("ok", pa.decimal128(38, 10)))
+
+    assert diff.unsupported == {"amount": "DECIMAL(40,2)"} and diff.breaking
+    assert "ok" in diff.added
+
+
+def test_struct_field_names_keep_their_whitespace_and_compare_without_optional_quotes():
+    assert normalize_type('STRUCT("tab\tname"  INTEGER,  "a  b" VARCHAR)') == (
+        'STRUCT("tab\tname" INTEGER, "a  b" VARCHAR)'
+    )
+    assert lossless('STRUCT("select" INTEGER)', "STRUCT(select INTEGER)")
+    assert not lossless('STRUCT("Select" INTEGER)', "STRUCT(select INTEGER)")
