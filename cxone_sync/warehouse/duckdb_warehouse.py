@@ -33,6 +33,7 @@ from cxone_sync.warehouse.base import (
     StagedFile,
     Watermark,
 )
+from cxone_sync.warehouse.locks import open_with_wait
 from cxone_sync.warehouse.schema import (
     SchemaDiff,
     columns_hash,
@@ -43,6 +44,15 @@ from cxone_sync.warehouse.schema import (
 )
 
 BI_SCHEMA = "cxone"
+CONTROL_SCHEMA = "cxone_sync"
+CONTROL_TABLES = frozenset(
+    {"file_audit", "watermarks", "partition_loads", "job_events", "schema_versions"}
+)
+CONTROL_MARKER = "control_schema"
+"""One row per version of ``sql/control_tables.sql`` applied to the file, with when."""
+CONTROL_VERSION = 1
+"""Raise when ``control_tables.sql`` changes: files with an older marker get the DDL again."""
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 
 def quote(identifier: str) -> str:
@@ -98,6 +108,15 @@ class _Plan:
 
 
 class DuckDBWarehouse:
+    """The DuckDB file behind the :class:`~cxone_sync.warehouse.base.Warehouse` interface.
+
+    ``read_only=True`` opens the file in DuckDB's read-only mode: readers share the file with each
+    other (never with a writer process) and never create anything; before the file exists every
+    read answers "nothing loaded yet". Opening waits up to ``lock_wait_seconds`` while another
+    process holds a conflicting lock (backoff with jitter), then raises
+    :class:`~cxone_sync.warehouse.locks.WarehouseLockedError`.
+    """
+
     def __init__(
         self,
         path: Path | str,
@@ -105,8 +124,15 @@ class DuckDBWarehouse:
         memory_limit: str | None = None,
         temp_directory: Path | None = None,
         threads: int | None = None,
+        read_only: bool = False,
+        lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        self.lock_wait_seconds = lock_wait_seconds
+        self._memory_limit = memory_limit
+        self._temp_directory = temp_directory
+        self._threads = threads
         self._config: dict[str, Any] = {"preserve_insertion_order": False}
         if memory_limit:
             self._config["memory_limit"] = memory_limit
@@ -115,18 +141,52 @@ class DuckDBWarehouse:
         if threads:
             self._config["threads"] = threads
 
+    def reader(self) -> DuckDBWarehouse:
+        """The same file opened read-only (for everything that only reads)."""
+        return DuckDBWarehouse(
+            self.path,
+            memory_limit=self._memory_limit,
+            temp_directory=self._temp_directory,
+            threads=self._threads,
+            read_only=True,
+            lock_wait_seconds=self.lock_wait_seconds,
+        )
+
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), config=self._config)
+        con = self._open()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            con.execute(render("control_tables"))
+            if not self.read_only:
+                _ensure_control_tables(con)
+            elif not _has_control_tables(con):
+                # a file the platform never initialised: nothing is loaded in it
+                con.close()
+                con = _empty_control_tables()
             yield con
         finally:
             con.close()
 
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only and not self.path.exists():
+            return _empty_control_tables()  # nothing loaded yet; never create the file here
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open_with_wait(
+            lambda: duckdb.connect(str(self.path), read_only=self.read_only, config=self._config),
+            self.path,
+            self.lock_wait_seconds,
+        )
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise PermissionError(
+                f"{what}: this warehouse handle opens {self.path} read-only; use a read-write "
+                "handle (WarehouseResource.get()) for writes"
+            )
+
     def ensure_control_tables(self) -> None:
+        self._require_writable("ensure_control_tables")
         with self._connect():
             pass
 
@@ -144,6 +204,7 @@ class DuckDBWarehouse:
         clock = _Clock()
         loaded_at = datetime.now(UTC)
         load = _Load(data_type, partition_key, window_start, window_end, loaded_at)
+        self._require_writable("merge_partition")
         with self._connect() as con:
             con.begin()
             try:
@@ -167,6 +228,7 @@ class DuckDBWarehouse:
     def record_job_events(self, events: Sequence[JobEvent]) -> int:
         if not events:
             return 0
+        self._require_writable("record_job_events")
         with self._connect() as con:
             con.begin()
             con.execute(render("job_events_stage"))
@@ -214,6 +276,7 @@ class DuckDBWarehouse:
     def record_schema_version(
         self, data_type: DataType, schema_hash: str, columns: dict[str, str], partition_key: str
     ) -> bool:
+        self._require_writable("record_schema_version")
         with self._connect() as con:
             return _record_schema_version(
                 con, data_type, schema_hash, columns, partition_key, datetime.now(UTC)
@@ -232,6 +295,58 @@ class _Load:
     window_start: datetime
     window_end: datetime
     loaded_at: datetime
+
+
+def _control_tables_present(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = ?",
+        [CONTROL_SCHEMA],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def _has_control_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    return _control_tables_present(con) >= CONTROL_TABLES
+
+
+def _control_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The newest control-table version applied to the file; 0 before any (two catalog reads)."""
+    if CONTROL_MARKER not in _control_tables_present(con):
+        return 0
+    row = con.execute(f"SELECT max(version) FROM {CONTROL_SCHEMA}.{CONTROL_MARKER}").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Run the control-table DDL once per file: only when its marker is older than this code.
+
+    The check is a catalog lookup, so a deleted and recreated file gets its tables again, and
+    the DDL (a write transaction) is not repeated on every connection.
+    """
+    if _control_version(con) >= CONTROL_VERSION:
+        return
+    con.begin()
+    try:
+        con.execute(render("control_tables"))
+        con.execute(
+            f"INSERT INTO {CONTROL_SCHEMA}.{CONTROL_MARKER} SELECT $version, $applied_at "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {CONTROL_SCHEMA}.{CONTROL_MARKER} "
+            "WHERE version = $version)",
+            {"version": CONTROL_VERSION, "applied_at": datetime.now(UTC)},
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def _empty_control_tables() -> duckdb.DuckDBPyConnection:
+    """An in-memory database with empty control tables: what a reader sees before any load."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(render("control_tables"))
+    return con
 
 
 def _ids(data_type: DataType) -> dict[str, str]:

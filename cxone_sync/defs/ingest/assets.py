@@ -23,6 +23,7 @@ from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
+from cxone_sync.defs.retries import retry_transient
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.stage import (
     NoCompletedExportError,
@@ -200,6 +201,7 @@ def build_data_type_assets(
         "verified (SHA-256, S3 version, record count, schema) and staged for the MERGE.",
         metadata={"natural_key": list(dt.key)},
     )
+    @retry_transient
     def _staged(
         context: dg.AssetExecutionContext,
         cxone: CXoneAPIResource,
@@ -209,7 +211,7 @@ def build_data_type_assets(
     ) -> Iterator[Any]:
         windows = _windows(context, dt)
         run_root = _run_root(context)
-        s3_client, wh = s3.get_client(), warehouse.get()
+        s3_client, wh = s3.get_client(), warehouse.reader()  # staging only reads the ledger
         with cxone.client() as client:
             prefix = client.download_config(category.name).destination.prefix
             if context.has_partition_key:
@@ -318,6 +320,7 @@ def build_data_type_assets(
         "newest version by updated_at (tie: the later-completed job).",
         metadata={"natural_key": list(dt.key), "table": f"cxone.{dt.table}"},
     )
+    @retry_transient
     def _table(
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
