@@ -9,6 +9,7 @@ reading the staged Parquet files directly (never through Python), so memory stay
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,10 +49,13 @@ CONTROL_SCHEMA = "cxone_sync"
 CONTROL_TABLES = frozenset(
     {"file_audit", "watermarks", "partition_loads", "job_events", "schema_versions"}
 )
-CONTROL_MARKER = "control_schema"
-"""One row per version of ``sql/control_tables.sql`` applied to the file, with when."""
+CONTROL_MARKER_TABLE = "file_audit"
+"""Its table comment records which version of ``sql/control_tables.sql`` the file has, and when
+it was applied (a comment, so the control schema holds exactly the contract's tables)."""
 CONTROL_VERSION = 1
 """Raise when ``control_tables.sql`` changes: files with an older marker get the DDL again."""
+MARKER_TEXT = "cxone_sync control tables version {version}, applied {applied_at}"
+_MARKER = re.compile(r"cxone_sync control tables version (\d+), applied (\S+)")
 DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 
@@ -297,48 +301,58 @@ class _Load:
     loaded_at: datetime
 
 
-def _control_tables_present(con: duckdb.DuckDBPyConnection) -> set[str]:
+def _control_catalog(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """control table -> its comment, from the catalog (no table is read)."""
     rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() "
+        "SELECT table_name, comment FROM duckdb_tables() "
         "WHERE database_name = current_database() AND schema_name = ?",
         [CONTROL_SCHEMA],
     ).fetchall()
-    return {name for (name,) in rows}
+    return {name: comment for name, comment in rows}
 
 
 def _has_control_tables(con: duckdb.DuckDBPyConnection) -> bool:
-    return _control_tables_present(con) >= CONTROL_TABLES
+    return set(_control_catalog(con)) >= CONTROL_TABLES
 
 
-def _control_version(con: duckdb.DuckDBPyConnection) -> int:
-    """The newest control-table version applied to the file; 0 before any (two catalog reads)."""
-    if CONTROL_MARKER not in _control_tables_present(con):
-        return 0
-    row = con.execute(f"SELECT max(version) FROM {CONTROL_SCHEMA}.{CONTROL_MARKER}").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+def control_version(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(version, applied at) of the control-table DDL applied to the file; (0, None) before any.
+
+    The marker is the comment on ``cxone_sync.file_audit``, read from the catalog in one query.
+    """
+    catalog = _control_catalog(con)
+    if not set(catalog) >= CONTROL_TABLES:
+        return 0, None
+    match = _MARKER.fullmatch(catalog.get(CONTROL_MARKER_TABLE) or "")
+    return (int(match.group(1)), match.group(2)) if match else (0, None)
 
 
 def _ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Run the control-table DDL once per file: only when its marker is older than this code.
 
-    The check is a catalog lookup, so a deleted and recreated file gets its tables again, and
+    The check is one catalog query, so a deleted and recreated file gets its tables again, and
     the DDL (a write transaction) is not repeated on every connection.
     """
-    if _control_version(con) >= CONTROL_VERSION:
+    if control_version(con)[0] >= CONTROL_VERSION:
         return
     con.begin()
     try:
         con.execute(render("control_tables"))
+        marker = MARKER_TEXT.format(version=CONTROL_VERSION, applied_at=iso_now())
         con.execute(
-            f"INSERT INTO {CONTROL_SCHEMA}.{CONTROL_MARKER} SELECT $version, $applied_at "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {CONTROL_SCHEMA}.{CONTROL_MARKER} "
-            "WHERE version = $version)",
-            {"version": CONTROL_VERSION, "applied_at": datetime.now(UTC)},
+            f"COMMENT ON TABLE {CONTROL_SCHEMA}.{CONTROL_MARKER_TABLE} IS "
+            + "'"
+            + marker.replace("'", "''")
+            + "'"
         )
         con.commit()
     except BaseException:
         con.rollback()
         raise
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _empty_control_tables() -> duckdb.DuckDBPyConnection:

@@ -1,4 +1,4 @@
--- Control tables (CONTRACT §5). Idempotent; run once per file (see control_schema below).
+-- Control tables (CONTRACT §5). Idempotent; run once per file (the warehouse checks a marker).
 CREATE SCHEMA IF NOT EXISTS cxone;
 CREATE SCHEMA IF NOT EXISTS cxone_sync;
 
@@ -61,10 +61,4 @@ CREATE TABLE IF NOT EXISTS cxone_sync.schema_versions (
     columns JSON NOT NULL,
     first_partition VARCHAR NOT NULL,
     first_seen_at TIMESTAMPTZ NOT NULL
-);
-
--- Which version of this file the database has (the warehouse runs it only when newer).
-CREATE TABLE IF NOT EXISTS cxone_sync.control_schema (
-    version INTEGER NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL
 );
