@@ -8,21 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
-from botocore.exceptions import ClientError
 
 from cxone_sync.catalog import category
 from cxone_sync.cli import main
-from cxone_sync.cxone.errors import NotFoundError, TransientAPIError
-from cxone_sync.defs.retries import is_transient
-from cxone_sync.ingest.stage import NoCompletedExportError
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences
-from cxone_sync.storage.staging import StagingError
-from cxone_sync.warehouse.base import SchemaError
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
-from cxone_sync.warehouse.locks import WarehouseLockedError
 from cxone_sync_tests.defs.test_automation_support import point_platform_at
 from cxone_sync_tests.fixtures import MakeStack
 from cxone_sync_tests.lockholder import LockHolder, release_after_waits
@@ -105,32 +97,3 @@ def test_a_lock_that_outlasts_the_retries_fails_the_run_clearly_and_merges_nothi
     assert main([*ONE_HOUR, "--category", "ivr"]) == 0
     truth = stack.world.ground_truth("ivr", "ivr_session", START, START + timedelta(hours=1))
     assert differences(truth, warehouse.reader().read_table(IVR), list(IVR.key)) == []
-
-
-def test_only_transient_failures_are_retried() -> None:
-    def s3_error(status: int, code: str) -> ClientError:
-        response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
-        return ClientError(response, "GetObject")  # type: ignore[arg-type]
-
-    lock = duckdb.IOException('Could not set lock on file "/x.duckdb": Conflicting lock is held')
-    wrapped = RuntimeError("staging failed")
-    wrapped.__cause__ = TransientAPIError("GET /jobs answered 503", status_code=503)
-    transient = [
-        lock,
-        WarehouseLockedError(Path("/x.duckdb"), 1.0, 3, lock),
-        TransientAPIError("GET /jobs timed out"),
-        s3_error(503, "ServiceUnavailable"),
-        s3_error(400, "SlowDown"),
-        wrapped,
-    ]
-    permanent = [
-        NoCompletedExportError("no COMPLETED export"),
-        SchemaError("t", "c", "INTEGER", "VARCHAR", None, "changed type incompatibly"),
-        NotFoundError("GET /jobs/x", 404, ""),
-        StagingError("s3://b/k is listed by a COMPLETED job but is not in the bucket"),
-        s3_error(403, "AccessDenied"),
-        dg.Failure("blocked"),
-        duckdb.IOException("Cannot open file: not a valid DuckDB database"),
-    ]
-    assert [is_transient(e) for e in transient] == [True] * len(transient)
-    assert [is_transient(e) for e in permanent] == [False] * len(permanent)

@@ -116,7 +116,7 @@ def test_only_duckdbs_lock_error_counts_as_a_lock(tmp_path: Path) -> None:
     path = tmp_path / "not-a-database.duckdb"
     path.write_bytes(b"this is not a DuckDB file" * 100)
     with pytest.raises(duckdb.Error) as caught:
-        DuckDBWarehouse(path, lock_wait_seconds=60).ensure_control_tables()
+        DuckDBWarehouse(path).ensure_control_tables()
     assert not is_lock_error(caught.value)  # raised at once, not waited on
     with duckdb.connect() as con, pytest.raises(duckdb.Error) as missing:
         con.execute('SELECT * FROM "lock"')
