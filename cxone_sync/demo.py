@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.world.advance_to(end + timedelta(hours=3))
         print(f"simulated clock at {stack.world.now.isoformat()}; syncing {start:%Y-%m-%d}")
         code = sync(start, end, [])
-        warehouse = DuckDBWarehouse(get_settings().duckdb_path)
+        warehouse = DuckDBWarehouse(get_settings().duckdb_path, read_only=True)
         print(f"\nwarehouse {get_settings().duckdb_path} against the simulator's ground truth:")
         mismatched = 0
         for cat in CATEGORIES:

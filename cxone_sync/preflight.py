@@ -48,7 +48,6 @@ _MAX_LIST_CALLS = 200
 _HIVE_FOLDER = re.compile(r"^[^/=]+=[^/]*/$")
 _KMS_KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:[\w-]*:\d*:key/[\w-]+")
 _PRINCIPAL_ARN = re.compile(r"User: (arn:aws[\w-]*:(?:iam|sts)::\d*:[\w+=,.@/-]+)")
-_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 
 
 @dataclass(frozen=True)
@@ -589,8 +588,14 @@ def check_api(settings: Settings) -> CheckLine:
 
 
 def check_warehouse(settings: Settings) -> CheckLine:
-    """The DuckDB file opens for writing (no other process holds its lock)."""
+    """The DuckDB file can be written (file and folder writable, no writer holds its lock).
+
+    Checked read-only: the doctor never takes DuckDB's single-writer lock, so running it beside
+    the platform never fails a run, and it never creates the file.
+    """
     import duckdb
+
+    from cxone_sync.warehouse.locks import is_lock_error, lock_holder
 
     name = CHECK_WAREHOUSE
     if settings.cxone_warehouse != "duckdb":
@@ -600,15 +605,25 @@ def check_warehouse(settings: Settings) -> CheckLine:
             "unset CXONE_WAREHOUSE (or set it to duckdb)",
         )
     path = settings.duckdb_path
+    folder = _existing_parent(path)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return _failed(name, f"cannot create files in {folder}", _path_fix(path))
+    if not path.exists():
+        return _passed(
+            name,
+            f"DuckDB {path} opens for writing: it does not exist yet and {folder} is writable "
+            "(the first load creates it)",
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        return _failed(name, f"{path} is not readable and writable by this user", _path_fix(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = duckdb.connect(str(path))
+        connection = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException as exc:
         text = " ".join(str(exc).split())
-        holder = _LOCK_HOLDER.search(text)
-        if holder or "lock" in text.lower():
-            who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
-            pid = holder.group(2) if holder else "<pid>"
+        if is_lock_error(exc):
+            holder = lock_holder(exc)
+            who = f"{holder[0]} (PID {holder[1]})" if holder else "another process"
+            pid = holder[1] if holder else "<pid>"
             return _failed(
                 name,
                 f"{path} is locked for writing by {who}; DuckDB allows one writing process",
@@ -620,13 +635,24 @@ def check_warehouse(settings: Settings) -> CheckLine:
     except (OSError, duckdb.Error) as exc:
         return _failed(name, f"cannot open {path}: {exc}", _path_fix(path))
     try:
-        connection.execute("CREATE TEMP TABLE _cxone_sync_doctor (x INTEGER)")
-        connection.execute("CHECKPOINT")
+        connection.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
     except duckdb.Error as exc:
-        return _failed(name, f"{path} opened but cannot be written: {exc}", _path_fix(path))
+        return _failed(name, f"{path} opened but cannot be read: {exc}", _path_fix(path))
     finally:
         connection.close()
-    return _passed(name, f"DuckDB {path} opens for writing")
+    return _passed(
+        name,
+        f"DuckDB {path} opens for writing (no other process holds its write lock; checked "
+        "read-only, so the doctor never holds it either)",
+    )
+
+
+def _existing_parent(path: Path) -> Path:
+    """The folder the file is (or would be) created in, or its nearest existing ancestor."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def _path_fix(path: Path) -> str:

@@ -91,6 +91,12 @@ class AutomationSettings(BaseSettings):
     )
     """How long an ended run's staging stays (a re-execution from failure reuses it)."""
 
+    sensor_lock_wait_seconds: float = Field(
+        default=10.0, ge=0, alias="CXONE_SENSOR_LOCK_WAIT_SECONDS"
+    )
+    """How long a sensor tick waits for a warehouse file another process holds before it skips
+    (the tick's work comes back on the next tick; a tick has a 60 s budget)."""
+
     @field_validator("jobs_sensor_intervals_by_category", mode="before")
     @classmethod
     def _parse_intervals(cls, value: object) -> object:
@@ -169,6 +175,17 @@ class Settings(AutomationSettings):
     cxone_duckdb_path: Path | None = Field(default=None, alias="CXONE_DUCKDB_PATH")
     cxone_duckdb_memory_limit: str | None = Field(default=None, alias="CXONE_DUCKDB_MEMORY_LIMIT")
     cxone_record_count_tolerance: float = Field(default=0.05, alias="CXONE_RECORD_COUNT_TOLERANCE")
+    warehouse_lock_wait_seconds: float = Field(
+        default=60.0, ge=0, alias="CXONE_WAREHOUSE_LOCK_WAIT_SECONDS"
+    )
+    """How long a run step waits for a DuckDB file another process holds (backoff with jitter)
+    before the step fails with a clear error; the step retry policy then retries it later."""
+    step_max_retries: int = Field(default=3, ge=0, alias="CXONE_STEP_MAX_RETRIES")
+    """Retries of a warehouse step that failed for a transient reason (lock, network, S3 5xx)."""
+    step_retry_delay_seconds: float = Field(
+        default=15.0, ge=0, alias="CXONE_STEP_RETRY_DELAY_SECONDS"
+    )
+    """The first retry's delay; doubles with every further retry (+/- jitter)."""
     cxone_backfill_partitions_per_run: int = Field(
         default=24, ge=1, alias="CXONE_BACKFILL_PARTITIONS_PER_RUN"
     )

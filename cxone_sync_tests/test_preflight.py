@@ -29,7 +29,9 @@ from cxone_sync.preflight import (
 from cxone_sync.settings import Settings, get_settings
 from cxone_sync.simulator.s3 import S3Endpoint, create_export_bucket
 from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.fixtures import ExportBucket, MakeStack
+from cxone_sync_tests.lockholder import LockHolder
 
 
 def _names(lines: list[CheckLine]) -> dict[str, CheckLine]:
@@ -338,6 +340,25 @@ def test_warehouse_locked_by_another_process(tmp_path: Path) -> None:
     assert f"(PID {holder.pid})" in line.detail
     assert line.fix is not None and f"kill {holder.pid}" in line.fix
     assert "CXONE_DUCKDB_PATH" in line.fix
+
+
+def test_warehouse_check_is_read_only_beside_a_reading_process(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    DuckDBWarehouse(path).ensure_control_tables()
+    with LockHolder(path, read_only=True):  # e.g. a BI tool reading the tables
+        line = check_warehouse(Settings(CXONE_DUCKDB_PATH=path))
+    assert line.ok, line.detail
+    assert "opens for writing" in line.detail and "read-only" in line.detail
+    # the doctor left nothing open: a writer gets the file at once
+    assert DuckDBWarehouse(path, lock_wait_seconds=0).record_job_events([]) == 0
+    DuckDBWarehouse(path, lock_wait_seconds=0).ensure_control_tables()
+
+
+def test_warehouse_check_never_creates_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "w" / "wh.duckdb"
+    line = check_warehouse(Settings(CXONE_DUCKDB_PATH=path))
+    assert line.ok and "does not exist yet" in line.detail
+    assert not path.exists()
 
 
 def test_snowflake_warehouse_is_reported_not_implemented() -> None:

@@ -24,7 +24,7 @@ from cxone_sync.settings import (
     Settings,
 )
 from cxone_sync.warehouse.base import Warehouse
-from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync.warehouse.duckdb_warehouse import DEFAULT_LOCK_WAIT_SECONDS, DuckDBWarehouse
 
 
 class CXoneAPIResource(dg.ConfigurableResource):
@@ -78,22 +78,42 @@ _S3_CLIENTS: dict[tuple[Any, ...], Any] = {}
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The BI warehouse behind one interface; DuckDB here, Snowflake in production."""
+    """The BI warehouse behind one interface; DuckDB here, Snowflake in production.
+
+    ``get()`` is the read-write handle (merges, job events); ``reader()`` the read-only one for
+    everything that only reads (staging's ledger lookups, reconciliation, doctor), so readers never
+    take DuckDB's single-writer lock. Both wait up to ``lock_wait_seconds`` for a file another
+    process holds (backoff with jitter) before giving up with a clear error.
+    """
 
     kind: str = "duckdb"
     duckdb_path: str = ""
     memory_limit: str | None = None
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 
-    def get(self) -> Warehouse:
+    def get(self, *, lock_wait_seconds: float | None = None) -> Warehouse:
+        return self._duckdb(read_only=False, lock_wait_seconds=lock_wait_seconds)
+
+    def reader(self, *, lock_wait_seconds: float | None = None) -> Warehouse:
+        return self._duckdb(read_only=True, lock_wait_seconds=lock_wait_seconds)
+
+    def _duckdb(self, *, read_only: bool, lock_wait_seconds: float | None) -> DuckDBWarehouse:
         if self.kind != "duckdb":
             raise dg.Failure(
                 description=f"CXONE_WAREHOUSE={self.kind!r} is not implemented in this build; "
                 "use duckdb (the Snowflake adapter is tracked separately)."
             )
         path = Path(self.duckdb_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return DuckDBWarehouse(
-            path, memory_limit=self.memory_limit, temp_directory=path.parent / "duckdb_tmp"
+            path,
+            memory_limit=self.memory_limit,
+            temp_directory=path.parent / "duckdb_tmp",
+            read_only=read_only,
+            lock_wait_seconds=(
+                self.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
+            ),
         )
 
 
@@ -138,6 +158,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             kind=settings.cxone_warehouse,
             duckdb_path=str(settings.duckdb_path),
             memory_limit=settings.cxone_duckdb_memory_limit,
+            lock_wait_seconds=settings.warehouse_lock_wait_seconds,
         ),
         "ingest": IngestResource(
             bucket=settings.cxone_bucket,

@@ -45,6 +45,7 @@ from cxone_sync.storage.staging import (
     FetchedFile,
     ShortReadError,
     StagingError,
+    TransientStagingError,
     UnreadableFileError,
     fetch_s3_file,
     head_s3_file,
@@ -319,6 +320,8 @@ class PartitionStager:
         except ShortReadError as exc:
             state.findings.append(Finding(ck.CHECKSUM, job.id, str(exc), blocking=True, uri=uri))
             return None
+        except TransientStagingError:
+            raise  # S3 5xx / connection: the step is retried, the partition is not blocked
         except StagingError as exc:
             state.findings.append(Finding(ck.READABLE, job.id, str(exc), blocking=True, uri=uri))
             return None

@@ -35,6 +35,22 @@ class StagingError(Exception):
     """A file could not be staged; the message says what, where and what to do."""
 
 
+class TransientStagingError(StagingError):
+    """S3 failed in a way a later attempt can fix (5xx, throttling, a connection error) after
+    boto3's own retries: the staging step is retried rather than the partition blocked."""
+
+
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
+
+
 class UnreadableFileError(StagingError):
     """The reader cannot read or decrypt the object (typically a KMS grant missing)."""
 
@@ -89,6 +105,12 @@ def _client_error(uri: str, exc: ClientError, reader: str) -> StagingError:
             f"{uri} is listed by a COMPLETED job but is not in the bucket ({code}). "
             "Request a re-export of the interval (manual export, overwrite false)."
         )
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if status >= 500 or code in _TRANSIENT_CODES:
+        return TransientStagingError(
+            f"cannot read {uri}: S3 answered {code or status} (HTTP {status}) after retries; "
+            "the step is retried later"
+        )
     return StagingError(f"cannot read {uri}: S3 answered {code or 'an error'}")
 
 
@@ -129,7 +151,9 @@ def fetch_s3_file(
     except ClientError as exc:
         raise _client_error(uri, exc, reader) from None
     except BotoCoreError as exc:
-        raise StagingError(f"cannot read {uri}: {type(exc).__name__}") from None
+        raise TransientStagingError(
+            f"cannot read {uri}: {type(exc).__name__}; the step is retried later"
+        ) from None
 
     digest = hashlib.sha256()
     size = 0

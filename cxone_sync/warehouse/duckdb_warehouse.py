@@ -9,6 +9,7 @@ reading the staged Parquet files directly (never through Python), so memory stay
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from cxone_sync.warehouse.base import (
     StagedFile,
     Watermark,
 )
+from cxone_sync.warehouse.locks import open_with_wait
 from cxone_sync.warehouse.schema import (
     READER_COLUMNS,
     SchemaDiff,
@@ -44,6 +46,18 @@ from cxone_sync.warehouse.schema import (
 )
 
 BI_SCHEMA = "cxone"
+CONTROL_SCHEMA = "cxone_sync"
+CONTROL_TABLES = frozenset(
+    {"file_audit", "watermarks", "partition_loads", "job_events", "schema_versions"}
+)
+CONTROL_MARKER_TABLE = "file_audit"
+"""Its table comment records which version of ``sql/control_tables.sql`` the file has, and when
+it was applied (a comment, so the control schema holds exactly the contract's tables)."""
+CONTROL_VERSION = 1
+"""Raise when ``control_tables.sql`` changes: files with an older marker get the DDL again."""
+MARKER_TEXT = "cxone_sync control tables version {version}, applied {applied_at}"
+_MARKER = re.compile(r"cxone_sync control tables version (\d+), applied (\S+)")
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 
 def quote(identifier: str) -> str:
@@ -99,6 +113,15 @@ class _Plan:
 
 
 class DuckDBWarehouse:
+    """The DuckDB file behind the :class:`~cxone_sync.warehouse.base.Warehouse` interface.
+
+    ``read_only=True`` opens the file in DuckDB's read-only mode: readers share the file with each
+    other (never with a writer process) and never create anything; before the file exists every
+    read answers "nothing loaded yet". Opening waits up to ``lock_wait_seconds`` while another
+    process holds a conflicting lock (backoff with jitter), then raises
+    :class:`~cxone_sync.warehouse.locks.WarehouseLockedError`.
+    """
+
     def __init__(
         self,
         path: Path | str,
@@ -106,8 +129,15 @@ class DuckDBWarehouse:
         memory_limit: str | None = None,
         temp_directory: Path | None = None,
         threads: int | None = None,
+        read_only: bool = False,
+        lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
+        self.lock_wait_seconds = lock_wait_seconds
+        self._memory_limit = memory_limit
+        self._temp_directory = temp_directory
+        self._threads = threads
         self._config: dict[str, Any] = {"preserve_insertion_order": False}
         if memory_limit:
             self._config["memory_limit"] = memory_limit
@@ -116,18 +146,52 @@ class DuckDBWarehouse:
         if threads:
             self._config["threads"] = threads
 
+    def reader(self) -> DuckDBWarehouse:
+        """The same file opened read-only (for everything that only reads)."""
+        return DuckDBWarehouse(
+            self.path,
+            memory_limit=self._memory_limit,
+            temp_directory=self._temp_directory,
+            threads=self._threads,
+            read_only=True,
+            lock_wait_seconds=self.lock_wait_seconds,
+        )
+
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), config=self._config)
+        con = self._open()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            con.execute(render("control_tables"))
+            if not self.read_only:
+                _ensure_control_tables(con)
+            elif not _has_control_tables(con):
+                # a file the platform never initialised: nothing is loaded in it
+                con.close()
+                con = _empty_control_tables()
             yield con
         finally:
             con.close()
 
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.read_only and not self.path.exists():
+            return _empty_control_tables()  # nothing loaded yet; never create the file here
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open_with_wait(
+            lambda: duckdb.connect(str(self.path), read_only=self.read_only, config=self._config),
+            self.path,
+            self.lock_wait_seconds,
+        )
+
+    def _require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise PermissionError(
+                f"{what}: this warehouse handle opens {self.path} read-only; use a read-write "
+                "handle (WarehouseResource.get()) for writes"
+            )
+
     def ensure_control_tables(self) -> None:
+        self._require_writable("ensure_control_tables")
         with self._connect():
             pass
 
@@ -145,6 +209,7 @@ class DuckDBWarehouse:
         clock = _Clock()
         loaded_at = datetime.now(UTC)
         load = _Load(data_type, partition_key, window_start, window_end, loaded_at)
+        self._require_writable("merge_partition")
         with self._connect() as con:
             con.begin()
             try:
@@ -171,6 +236,7 @@ class DuckDBWarehouse:
     def record_job_events(self, events: Sequence[JobEvent]) -> int:
         if not events:
             return 0
+        self._require_writable("record_job_events")
         with self._connect() as con:
             con.begin()
             con.execute(render("job_events_stage"))
@@ -218,6 +284,7 @@ class DuckDBWarehouse:
     def record_schema_version(
         self, data_type: DataType, schema_hash: str, columns: dict[str, str], partition_key: str
     ) -> bool:
+        self._require_writable("record_schema_version")
         with self._connect() as con:
             return _record_schema_version(
                 con, data_type, schema_hash, columns, partition_key, datetime.now(UTC)
@@ -249,6 +316,68 @@ def _unmergeable(load: _Load, files: Sequence[StagedFile], exc: duckdb.Error) ->
         "transaction was rolled back); a file the gates passed but DuckDB cannot read is "
         "corrupt: request a re-export of the interval."
     )
+
+
+def _control_catalog(con: duckdb.DuckDBPyConnection) -> dict[str, str | None]:
+    """control table -> its comment, from the catalog (no table is read)."""
+    rows = con.execute(
+        "SELECT table_name, comment FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = ?",
+        [CONTROL_SCHEMA],
+    ).fetchall()
+    return {name: comment for name, comment in rows}
+
+
+def _has_control_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    return set(_control_catalog(con)) >= CONTROL_TABLES
+
+
+def control_version(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """(version, applied at) of the control-table DDL applied to the file; (0, None) before any.
+
+    The marker is the comment on ``cxone_sync.file_audit``, read from the catalog in one query.
+    """
+    catalog = _control_catalog(con)
+    if not set(catalog) >= CONTROL_TABLES:
+        return 0, None
+    match = _MARKER.fullmatch(catalog.get(CONTROL_MARKER_TABLE) or "")
+    return (int(match.group(1)), match.group(2)) if match else (0, None)
+
+
+def _ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Run the control-table DDL once per file: only when its marker is older than this code.
+
+    The check is one catalog query, so a deleted and recreated file gets its tables again, and
+    the DDL (a write transaction) is not repeated on every connection.
+    """
+    if control_version(con)[0] >= CONTROL_VERSION:
+        return
+    con.begin()
+    try:
+        con.execute(render("control_tables"))
+        marker = MARKER_TEXT.format(version=CONTROL_VERSION, applied_at=iso_now())
+        con.execute(
+            f"COMMENT ON TABLE {CONTROL_SCHEMA}.{CONTROL_MARKER_TABLE} IS "
+            + "'"
+            + marker.replace("'", "''")
+            + "'"
+        )
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _empty_control_tables() -> duckdb.DuckDBPyConnection:
+    """An in-memory database with empty control tables: what a reader sees before any load."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(render("control_tables"))
+    return con
 
 
 def _ids(data_type: DataType) -> dict[str, str]:

@@ -36,6 +36,7 @@ from cxone_sync_tests.defs.test_automation_support import (
     same_rows,
 )
 from cxone_sync_tests.fixtures import MakeStack
+from cxone_sync_tests.lockholder import LockHolder, release_after_waits
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
 
@@ -344,7 +345,8 @@ def test_recovery_gives_up_after_bounded_attempts_and_marks_the_partition(
 def test_a_locked_warehouse_skips_the_tick_without_moving_the_cursor(
     platform: Callable[..., Platform], tmp_path: Path
 ) -> None:
-    p = platform(categories=("ivr",))
+    # held for the whole tick: a short wait, then the tick is skipped
+    p = platform(categories=("ivr",), env={"CXONE_SENSOR_LOCK_WAIT_SECONDS": "0.5"})
     p.world.advance(timedelta(hours=3))
     path = get_settings().duckdb_path
     DuckDBWarehouse(path).ensure_control_tables()
@@ -370,6 +372,20 @@ def test_a_locked_warehouse_skips_the_tick_without_moving_the_cursor(
     assert "ivr_jobs_sensor" not in p.daemon.cursors
     unlocked = p.daemon.evaluate("ivr_jobs_sensor")
     assert len(unlocked.run_requests or []) == 2
+    assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
+
+
+def test_jobs_sensor_waits_for_a_warehouse_held_briefly_instead_of_skipping(
+    platform: Callable[..., Platform],
+) -> None:
+    p = platform(categories=("ivr",), env={"CXONE_SENSOR_LOCK_WAIT_SECONDS": "60"})
+    p.world.advance(timedelta(hours=3))
+    path = get_settings().duckdb_path
+    DuckDBWarehouse(path).ensure_control_tables()
+    with LockHolder(path) as holder, release_after_waits(holder) as waits:
+        data = p.daemon.evaluate("ivr_jobs_sensor")
+    assert waits and f"PID {holder.pid}" in waits[0]  # the tick met the lock and waited
+    assert len(data.run_requests or []) == 2 and data.cursor is not None
     assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
 
 
@@ -482,3 +498,24 @@ def test_reconciliation_reverifies_loaded_files_against_s3(
     ]
     p.daemon.evaluate(RECONCILIATION_SENSOR)  # acknowledged in the cursor: asked once
     assert len(p.manual_jobs("ivr")) == 1
+
+
+def test_reconciliation_reads_the_ledger_read_only_beside_another_reader(
+    platform: Callable[..., Platform],
+) -> None:
+    p = platform(categories=("ivr",), env={"CXONE_RECONCILIATION_MIN_AGE_HOURS": "1"})
+    p.world.advance(timedelta(hours=3))
+    p.daemon.tick("ivr_jobs_sensor")  # loads hours 0 and 1
+    path = get_settings().duckdb_path
+    # another process reads the warehouse (a BI tool, a DuckDB shell, the doctor)
+    with LockHolder(path, read_only=True):
+        data = p.daemon.evaluate(RECONCILIATION_SENSOR)
+        # the tick holds nothing once it returns: a reader is all that is left
+        assert DuckDBWarehouse(path, read_only=True, lock_wait_seconds=0).partition_loads(
+            category("ivr").data_types[0]
+        )
+    assert not data.run_requests
+    text = data.skip_message or ""
+    assert "locked" not in text and "file audit skipped" not in text, text
+    audited = re.search(r"file audit: (\d+) loaded file\(s\) checked, 0 differ", text)
+    assert audited and int(audited.group(1)) > 0, text

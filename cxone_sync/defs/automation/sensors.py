@@ -90,7 +90,8 @@ def build_jobs_sensor(
                 category=category,
                 pdef=pdef,
                 source=client,
-                warehouse=warehouse.get(),
+                # writes job events: a short wait for the lock, then the tick is skipped
+                warehouse=warehouse.get(lock_wait_seconds=settings.sensor_lock_wait_seconds),
                 cursor_text=context.cursor,
                 settings=settings,
                 history_start=first_instant(start),
@@ -163,7 +164,8 @@ def build_reconciliation_sensor(
                 pdefs=pdefs,
                 source=client,
                 instance=context.instance,
-                warehouse=warehouse.get(),
+                # only reads the file audit ledger: read-only, shares the file with readers
+                warehouse=warehouse.reader(lock_wait_seconds=settings.sensor_lock_wait_seconds),
                 s3_client=s3.get_client(),
                 cursor_text=context.cursor,
                 settings=settings,

@@ -40,6 +40,7 @@ from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import JobEvent, Warehouse
+from cxone_sync.warehouse.locks import is_lock_error
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,6 @@ def job_event(job: Job) -> JobEvent:
         error_details=job.error_details,
         trigger=job.trigger.value,
     )
-
-
-def is_lock_error(exc: BaseException) -> bool:
-    """DuckDB allows one writing process per file: another process holds it right now."""
-    return type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb") and "lock" in str(exc)
 
 
 def backfill_prefix(source: ExportSource, category: str) -> Callable[[], str]:

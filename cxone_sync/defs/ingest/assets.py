@@ -31,6 +31,7 @@ from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
+from cxone_sync.defs.retries import is_transient, retry_transient, step_retry_policy
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.load import PartitionLoadOutcome, load_partition
 from cxone_sync.ingest.stage import NoCompletedExportError, Window, select_jobs
@@ -306,6 +307,7 @@ class _Step:
         with self.cxone.client() as client:
             jobs: list[Job] | None = None
             listing_error: str | None = None
+            transient: set[str] = set()
             if todo:
                 try:
                     prefix = client.download_config(self.category.name).destination.prefix
@@ -313,6 +315,8 @@ class _Step:
                     jobs = select_jobs(client, self.category.name, todo[0].start, todo[-1].end)
                 except CXoneError as exc:
                     listing_error = f"could not ask CXone for the interval's export jobs: {exc}"
+                    if is_transient(exc):
+                        transient.update(w.partition_key for w in todo)
             for window in todo:
                 key = window.partition_key
                 if listing_error is not None:
@@ -336,10 +340,12 @@ class _Step:
                         jobs=jobs,
                     )
                 except (NoCompletedExportError, CXoneError, StagingError) as exc:
-                    # one interval's trouble (no export yet, an API error that outlasted the
-                    # retries) blocks that partition only; the rest of the range goes on
+                    # one interval's trouble (no export yet, an API or S3 error that outlasted
+                    # the retries) blocks that partition only; the rest of the range goes on
                     why = str(exc) or type(exc).__name__
                     blocked[key] = why
+                    if is_transient(exc):
+                        transient.add(key)
                     yield from unstaged_events(dt, window, why)
                     continue
                 yield from gate_events(dt, window, outcome)
@@ -355,7 +361,21 @@ class _Step:
         for name in self.context.assets_def.check_specs_by_output_name:
             yield dg.Output(None, output_name=name)
         if blocked:
-            raise blocked_failure(dt, len(todo), blocked)
+            failure = blocked_failure(dt, len(todo), blocked)
+            policy = step_retry_policy()
+            attempt = self.context.retry_number + 1
+            if transient and attempt <= policy.max_retries:
+                # API or S3 trouble, not the data: the step runs again later (what it merged
+                # is not merged twice: those files are in the ledger)
+                wait = policy.calculate_delay(attempt)
+                self.context.log.warning(
+                    f"{dt.table}: {len(transient)} partition(s) met transient API/S3 errors; "
+                    f"retry {attempt} of {policy.max_retries} in {wait:.1f} s"
+                )
+                raise dg.RetryRequested(
+                    max_retries=policy.max_retries, seconds_to_wait=wait
+                ) from failure
+            raise failure
 
 
 def build_data_type_assets(
@@ -419,6 +439,7 @@ def build_data_type_assets(
         can_subset=False,
         description=f"Stage, gate and merge {dt.table}, partition by partition.",
     )
+    @retry_transient
     def _load(
         context: dg.AssetExecutionContext,
         cxone: CXoneAPIResource,

@@ -1,4 +1,4 @@
--- Control tables (CONTRACT §5). Idempotent: run on every connection's first use.
+-- Control tables (CONTRACT §5). Idempotent; run once per file (the warehouse checks a marker).
 CREATE SCHEMA IF NOT EXISTS cxone;
 CREATE SCHEMA IF NOT EXISTS cxone_sync;
 
