@@ -1,0 +1,207 @@
+"""The local Snowflake emulator (fakesnow), wired to the platform's S3 endpoint.
+
+This is the ONE module that touches fakesnow's non-public names (``FakeSnow``, its
+``duck_conn``, ``fakesnow.server.shared_fs`` and ``fakesnow.server.app``,
+``fakesnow.instance.GLOBAL_DATABASE_NAME``). ``test_snowflake_emulator.py`` restarts a persisted
+emulator so an upgrade that renames any of them fails loudly there.
+
+* :class:`Emulator` is an in-process instance: unit tests connect through :meth:`Emulator.connect`
+  (a fakesnow connection, the same DB-API surface as the connector's).
+* :func:`serve` runs the emulator's HTTP server on loopback so the real connector (and Dagster
+  runs in other processes) connect to it with ``host``/``port``/``protocol=http``;
+  ``cxone-sync local-snowflake`` is built on it.
+
+COPY from ``s3://`` works through an fsspec S3 filesystem (s3fs) registered on the emulator's
+DuckDB instance and pointed at the local S3 endpoint (DuckDB's httpfs extension cannot be
+installed offline for this DuckDB version).
+
+Requires the ``local`` extra: ``pip install -e '.[local]'``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+EMULATOR_USER = "fake"
+EMULATOR_PASSWORD = "snow"  # noqa: S105 - the emulator accepts any password
+EMULATOR_ACCOUNT = "fakesnow"
+DEFAULT_DATABASE = "CXONE_DB"
+DEFAULT_STAGE = "PUBLIC.CXONE_EXPORTS"
+
+
+class EmulatorUnavailableError(RuntimeError):
+    """fakesnow (the ``local`` extra) is not installed."""
+
+
+def _fakesnow() -> Any:
+    try:
+        import fakesnow.instance
+        import fakesnow.server
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise EmulatorUnavailableError(
+            "the Snowflake emulator needs the 'local' extra: pip install -e '.[local]' "
+            f"({exc})"
+        ) from None
+    return fakesnow
+
+
+@dataclass(frozen=True)
+class S3Wiring:
+    """Where the emulator's COPY reads ``s3://`` URLs: the platform's S3 settings."""
+
+    endpoint_url: str | None
+    access_key_id: str | None
+    secret_access_key: str | None
+    region: str
+
+
+def register_s3(duck_conn: Any, s3: S3Wiring) -> None:
+    """Register an s3fs filesystem on the emulator's DuckDB instance (all its sessions)."""
+    import s3fs
+
+    client_kwargs: dict[str, Any] = {"region_name": s3.region}
+    if s3.endpoint_url:
+        client_kwargs["endpoint_url"] = s3.endpoint_url
+    fs = s3fs.S3FileSystem(
+        key=s3.access_key_id,
+        secret=s3.secret_access_key,
+        client_kwargs=client_kwargs,
+        config_kwargs={"s3": {"addressing_style": "path"}},
+        use_listings_cache=False,
+        skip_instance_cache=True,
+        default_cache_type="none",
+        version_aware=False,
+    )
+    fs.invalidate_cache()
+    duck_conn.register_filesystem(fs)
+
+
+class Emulator:
+    """One fakesnow instance (in-process), its databases in memory or in files under ``data_dir``."""
+
+    def __init__(self, s3: S3Wiring | None = None, data_dir: Path | None = None) -> None:
+        fakesnow = _fakesnow()
+        self.data_dir = data_dir
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.instance = fakesnow.instance.FakeSnow(
+            db_path=str(data_dir) if data_dir is not None else None
+        )
+        duck = self.instance.duck_conn
+        if data_dir is not None:
+            # persisted databases, attached now so every session sees the same ones
+            for path in sorted(data_dir.glob("*.db")):
+                duck.execute(f"ATTACH IF NOT EXISTS '{path}' AS \"{path.stem}\"")
+        if s3 is not None:
+            register_s3(duck, s3)
+
+    @property
+    def duck_conn(self) -> Any:
+        return self.instance.duck_conn
+
+    def connect(self, database: str = DEFAULT_DATABASE, schema: str = "PUBLIC") -> Any:
+        """A new session (fakesnow connection) on this instance."""
+        return self.instance.connect(database=database, schema=schema)
+
+    @contextmanager
+    def connection(self, database: str = DEFAULT_DATABASE) -> Iterator[Any]:
+        """A session whose cursors also answer ``fetch_arrow_all`` as the connector's do."""
+        with closing(self.connect(database)) as con:
+            yield _ArrowConnection(con)
+
+    def create_stage(self, name: str, url: str, database: str = DEFAULT_DATABASE) -> None:
+        """``CREATE STAGE name URL=url`` (idempotent), as an administrator does in production."""
+        with self.connection(database) as con:
+            con.cursor().execute(f"CREATE STAGE IF NOT EXISTS {name} URL='{url}'")
+
+    def checkpoint(self) -> None:
+        """Flush every attached database file (called on shutdown)."""
+        duck = self.instance.duck_conn
+        for (name,) in duck.execute(
+            "SELECT database_name FROM duckdb_databases() WHERE NOT internal AND path IS NOT NULL"
+        ).fetchall():
+            duck.execute(f'CHECKPOINT "{name}"')
+
+    def close(self) -> None:
+        self.instance.duck_conn.close()
+
+
+class _ArrowConnection:
+    """fakesnow's in-process cursor lacks ``fetch_arrow_all``; its result is already Arrow."""
+
+    def __init__(self, con: Any) -> None:
+        self._con = con
+
+    def cursor(self) -> Any:
+        cur = self._con.cursor()
+
+        def fetch_arrow_all(force_return_table: bool = False) -> Any:
+            return cur._arrow_table
+
+        cur.fetch_arrow_all = fetch_arrow_all
+        return cur
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+@contextmanager
+def serve(
+    emulator: Emulator, port: int = 0, host: str = "127.0.0.1"
+) -> Iterator[dict[str, Any]]:
+    """Serve ``emulator`` over HTTP on loopback; yields the connector's connection parameters."""
+    import socket
+
+    import uvicorn
+
+    fakesnow = _fakesnow()
+    fakesnow.server.shared_fs = emulator.instance
+    if not port:
+        with closing(socket.socket()) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(fakesnow.server.app, host=host, port=port, log_level="warning")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="snowflake-emulator", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the Snowflake emulator could not listen on {host}:{port}")
+        threading.Event().wait(0.02)
+    try:
+        yield {
+            "user": EMULATOR_USER,
+            "password": EMULATOR_PASSWORD,
+            "account": EMULATOR_ACCOUNT,
+            "host": host,
+            "port": port,
+            "protocol": "http",
+        }
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def run_until_signalled(emulator: Emulator, port: int, announce: Any) -> None:
+    """Serve until Ctrl-C or SIGTERM, then checkpoint the database files."""
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        with serve(emulator, port) as params:
+            announce(params)
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        emulator.checkpoint()
+        emulator.close()
