@@ -70,7 +70,17 @@ def _is_simple(upper: str) -> bool:
         or upper in _ALIASES
         or _DECIMAL.match(upper) is not None
         or upper
-        in {"BOOLEAN", "VARCHAR", "BLOB", "DATE", "TIME", "INTERVAL", "UUID", NULL_TYPE, VARIANT_TYPE}
+        in {
+            "BOOLEAN",
+            "VARCHAR",
+            "BLOB",
+            "DATE",
+            "TIME",
+            "INTERVAL",
+            "UUID",
+            NULL_TYPE,
+            VARIANT_TYPE,
+        }
     )
 
 

@@ -45,8 +45,7 @@ def _fakesnow() -> Any:
         import fakesnow.server
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise EmulatorUnavailableError(
-            "the Snowflake emulator needs the 'local' extra: pip install -e '.[local]' "
-            f"({exc})"
+            f"the Snowflake emulator needs the 'local' extra: pip install -e '.[local]' ({exc})"
         ) from None
     return fakesnow
 
@@ -152,9 +151,7 @@ class _ArrowConnection:
 
 
 @contextmanager
-def serve(
-    emulator: Emulator, port: int = 0, host: str = "127.0.0.1"
-) -> Iterator[dict[str, Any]]:
+def serve(emulator: Emulator, port: int = 0, host: str = "127.0.0.1") -> Iterator[dict[str, Any]]:
     """Serve ``emulator`` over HTTP on loopback; yields the connector's connection parameters."""
     import socket
 

@@ -220,8 +220,18 @@ class SnowflakeWarehouse:
     def _exec(
         self, cur: Any, step: str, sql: str, params: Mapping[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
-        cur.execute(sql, dict(params)) if params else cur.execute(sql)
-        rows = cur.fetchall() if cur.description else []
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                cur.execute(sql, dict(params)) if params else cur.execute(sql)
+                break
+            except Exception as exc:
+                # Concurrent merges of one table may conflict (the emulator's optimistic
+                # concurrency; a lock timeout on Snowflake). A failed statement changed nothing
+                # and every statement here is idempotent, so it is run again.
+                if attempt == _CONFLICT_RETRIES or not _is_conflict(exc):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        rows = cur.fetchall()
         if self.on_statement is not None:
             self.on_statement(step)
         return [tuple(r) for r in rows]
@@ -733,6 +743,14 @@ class _Clock:
         now = time.perf_counter()
         self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
         self._last = now
+
+
+_CONFLICT_RETRIES = 6
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "conflict" in text or ("lock" in text and "timeout" in text)
 
 
 def _fetch_arrow(cur: Any) -> pa.Table:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,31 +73,39 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
     with S3Endpoint() as endpoint:
         client = endpoint.client()
         client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(
-            Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"}
-        )
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield endpoint
 
 
-def snowflake_backend(s3_endpoint: S3Endpoint, tmp: Path) -> Iterator[Backend]:
-    from cxone_sync.warehouse.snowflake_emulator import DEFAULT_STAGE, Emulator, S3Wiring
+@pytest.fixture(scope="session")
+def emulator(s3_endpoint: S3Endpoint) -> Iterator[Any]:
+    """One in-process emulator for the session; every test gets its own database in it."""
+    from cxone_sync.warehouse.snowflake_emulator import Emulator, S3Wiring
+
+    instance = Emulator(S3Wiring(s3_endpoint.url, SIM_AWS_KEY, SIM_AWS_KEY, SIM_AWS_REGION))
+    yield instance
+    instance.close()
+
+
+_DATABASES = iter(range(1_000_000))
+
+
+@contextmanager
+def snowflake_backend(emulator: Any, s3_endpoint: S3Endpoint, tmp: Path) -> Iterator[Backend]:
+    from cxone_sync.warehouse.snowflake_emulator import DEFAULT_STAGE
     from cxone_sync.warehouse.snowflake_warehouse import SnowflakeWarehouse
 
-    wiring = S3Wiring(s3_endpoint.url, SIM_AWS_KEY, SIM_AWS_KEY, SIM_AWS_REGION)
-    emulator = Emulator(wiring)
-    emulator.create_stage(DEFAULT_STAGE, f"s3://{BUCKET}/")
+    database = f"TEST_{next(_DATABASES)}"
+    emulator.create_stage(DEFAULT_STAGE, f"s3://{BUCKET}/", database=database)
     statements: list[str] = []
     warehouse = SnowflakeWarehouse(
-        emulator.connection,
+        partial(emulator.connection, database),
         stage=DEFAULT_STAGE,
         stage_url=f"s3://{BUCKET}/",
         s3_client=s3_endpoint.client(),
         on_statement=statements.append,
     )
-    try:
-        yield Backend("snowflake", warehouse, s3_endpoint.client(), tmp, statements)
-    finally:
-        emulator.close()
+    yield Backend("snowflake", warehouse, s3_endpoint.client(), tmp, statements)
 
 
 BackendFactory = Callable[[], Backend]
@@ -109,4 +119,6 @@ def backend(
         warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb", threads=2)
         yield Backend("duckdb", warehouse, s3_endpoint.client(), tmp_path)
     else:
-        yield from snowflake_backend(s3_endpoint, tmp_path)
+        emulator = request.getfixturevalue("emulator")
+        with snowflake_backend(emulator, s3_endpoint, tmp_path) as b:
+            yield b

@@ -52,7 +52,9 @@ def test_duckdb_mapping_is_the_identity() -> None:
         neutral = arrow_to_sql(arrow)
         assert to_duckdb(neutral) == neutral
         assert from_duckdb(neutral) == neutral
-    assert from_duckdb("int8") == "BIGINT" and from_duckdb("timestamptz") == "TIMESTAMP WITH TIME ZONE"
+    assert (
+        from_duckdb("int8") == "BIGINT" and from_duckdb("timestamptz") == "TIMESTAMP WITH TIME ZONE"
+    )
 
 
 def test_integer_and_float_widening_are_no_change_on_snowflake() -> None:
