@@ -82,7 +82,7 @@ def register_s3(duck_conn: Any, s3: S3Wiring) -> None:
 
 
 class Emulator:
-    """One fakesnow instance (in-process), its databases in memory or in files under ``data_dir``."""
+    """One in-process fakesnow instance; databases in memory, or in files under ``data_dir``."""
 
     def __init__(self, s3: S3Wiring | None = None, data_dir: Path | None = None) -> None:
         fakesnow = _fakesnow()
@@ -166,7 +166,6 @@ def serve(emulator: Emulator, port: int = 0, host: str = "127.0.0.1") -> Iterato
     server = uvicorn.Server(
         uvicorn.Config(fakesnow.server.app, host=host, port=port, log_level="warning")
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name="snowflake-emulator", daemon=True)
     thread.start()
     while not server.started:

@@ -531,7 +531,8 @@ class SnowflakeWarehouse:
             "watermark",
             f'MERGE INTO {_C}."watermarks" AS w USING (SELECT %(category)s AS "category", '
             '%(data_type)s AS "data_type", %(window_end)s::TIMESTAMP_TZ AS "window_end", '
-            '%(partition_key)s AS "partition_key", %(loaded_at)s::TIMESTAMP_TZ AS "loaded_at") AS s '
+            '%(partition_key)s AS "partition_key", '
+            '%(loaded_at)s::TIMESTAMP_TZ AS "loaded_at") AS s '
             'ON w."category" = s."category" AND w."data_type" = s."data_type" '
             'WHEN MATCHED THEN UPDATE SET "last_partition_key" = CASE WHEN s."window_end" > '
             'w."high_watermark" THEN s."partition_key" ELSE w."last_partition_key" END, '
