@@ -201,3 +201,75 @@ def run_until_signalled(emulator: Emulator, port: int, announce: Any) -> None:
             signal.signal(sig, handler)
         emulator.checkpoint()
         emulator.close()
+
+
+LOCAL_SNOWFLAKE_PORT = 9020
+
+
+def environment(params: dict[str, Any], database: str, stage: str) -> dict[str, str]:
+    """The SNOWFLAKE_* variables (and CXONE_WAREHOUSE) that point the platform at the emulator."""
+    return {
+        "CXONE_WAREHOUSE": "snowflake",
+        "SNOWFLAKE_ACCOUNT": str(params["account"]),
+        "SNOWFLAKE_USER": str(params["user"]),
+        "SNOWFLAKE_PASSWORD": str(params["password"]),
+        "SNOWFLAKE_ROLE": "CXONE_LOADER",
+        "SNOWFLAKE_WAREHOUSE": "CXONE_WH",
+        "SNOWFLAKE_DATABASE": database,
+        "SNOWFLAKE_STAGE": stage,
+        "SNOWFLAKE_HOST": str(params["host"]),
+        "SNOWFLAKE_PORT": str(params["port"]),
+        "SNOWFLAKE_PROTOCOL": str(params["protocol"]),
+    }
+
+
+def export_lines(env: dict[str, str]) -> list[str]:
+    lines = [f"export {name}={value}" for name, value in env.items()]
+    lines.append(
+        "# SNOWFLAKE_PRIVATE_KEY_PATH / SNOWFLAKE_PRIVATE_KEY_PASSPHRASE: key-pair auth for a "
+        "real account; the emulator uses the password above"
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cxone-sync local-snowflake``: the emulator on loopback, wired to the platform's S3."""
+    import argparse
+    import os
+
+    from cxone_sync.settings import SIM_AWS_KEY, get_settings
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="cxone-sync local-snowflake",
+        description="Start the Snowflake emulator (fakesnow) on loopback, its stage over the "
+        "export bucket; prints export lines; runs until Ctrl-C or SIGTERM.",
+    )
+    parser.add_argument("--port", type=int, default=LOCAL_SNOWFLAKE_PORT)
+    parser.add_argument("--data-dir", type=Path, default=settings.cxone_data_dir / "snowflake")
+    parser.add_argument("--database", default=DEFAULT_DATABASE)
+    args = parser.parse_args(argv)
+    embedded_key = SIM_AWS_KEY if settings.embedded else None
+    wiring = S3Wiring(
+        endpoint_url=settings.s3_endpoint_url,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", embedded_key),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", embedded_key),
+        region=settings.region,
+    )
+    emulator = Emulator(wiring, data_dir=args.data_dir)
+    database = args.database.upper()
+    stage = settings.snowflake_stage
+    emulator.create_stage(stage, f"s3://{settings.cxone_bucket}/", database=database)
+
+    def announce(params: dict[str, Any]) -> None:
+        print(
+            f"Snowflake emulator on {params['protocol']}://{params['host']}:{params['port']} "
+            f"(databases in {args.data_dir}; stage {stage} over s3://{settings.cxone_bucket}/ "
+            f"at {wiring.endpoint_url or 'AWS'})",
+            flush=True,
+        )
+        for line in export_lines(environment(params, database, stage)):
+            print(line, flush=True)
+
+    run_until_signalled(emulator, args.port, announce)
+    return 0
