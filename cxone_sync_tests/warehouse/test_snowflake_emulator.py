@@ -129,5 +129,3 @@ def _warehouse(settings: Settings, s3: S3Endpoint):  # type: ignore[no-untyped-d
         ),
     )
     return resource.get()
-
-
