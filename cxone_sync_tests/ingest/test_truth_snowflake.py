@@ -2,8 +2,8 @@
 
 Loads go through the platform's own code path (``load_partition``: API, S3 over HTTP, staging,
 gates) and then Snowflake's: COPY from the stage over the export bucket (on moto's S3 server),
-dedup and one MERGE per partition. Six hours (every category once) run by default; the two faulty days, their
-re-run and a shuffled order run in ``make soak`` (the emulator costs ~1 s per statement here).
+dedup and one MERGE per partition. Six hours (every category once) run by default; the two
+faulty days, their re-run and a shuffled order run in ``make soak`` (the emulator is slow).
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ def local_snowflake(s3: S3Endpoint, data_dir: Path, port: int) -> Iterator[dict[
         "AWS_SECRET_ACCESS_KEY": SIM_AWS_KEY,
     }
     child = subprocess.Popen(
-        [sys.executable, "-m", "cxone_sync.cli", "local-snowflake", "--port", str(port)]
-        + ["--data-dir", str(data_dir)],
+        [
+            *(sys.executable, "-m", "cxone_sync.cli", "local-snowflake"),
+            *("--port", str(port), "--data-dir", str(data_dir)),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
