@@ -593,12 +593,11 @@ def check_warehouse(settings: Settings) -> CheckLine:
     import duckdb
 
     name = CHECK_WAREHOUSE
-    if settings.cxone_warehouse != "duckdb":
-        return _failed(
-            name,
-            f"CXONE_WAREHOUSE={settings.cxone_warehouse} is not implemented in this build",
-            "unset CXONE_WAREHOUSE (or set it to duckdb)",
-        )
+    if settings.cxone_warehouse == "snowflake":
+        from cxone_sync.warehouse.snowflake_doctor import check_snowflake
+
+        line: CheckLine = check_snowflake(settings)
+        return line
     path = settings.duckdb_path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ one fails loudly.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from cxone_sync.defs.resources import WarehouseResource, snowflake_resource
+from cxone_sync.preflight import check_warehouse
 from cxone_sync.settings import SIM_AWS_KEY, SIM_AWS_REGION, Settings
 from cxone_sync.simulator.s3 import S3Endpoint
 from cxone_sync.warehouse.base import StagedFile
@@ -99,8 +101,13 @@ def test_local_snowflake_loads_through_the_connector_and_survives_a_restart(
             monkeypatch.setenv(name, value)
         settings = Settings()
         assert settings.snowflake_missing() == [] and settings.warehouse_pool_limit == 8
-        warehouse = _warehouse(settings, s3_endpoint)
         staged.append(backend.stage(cdr_rows(("a", 1, "ann"), ("b", 2, "bob"))))
+        doctor = check_warehouse(settings)
+        assert doctor.ok, doctor
+        # the emulator lists one level of the bucket only: the count is not asserted here
+        assert "stage PUBLIC.CXONE_EXPORTS lists" in doctor.detail
+        assert not re.search(rf"\b{env['SNOWFLAKE_PASSWORD']}\b", doctor.detail)
+        warehouse = _warehouse(settings, s3_endpoint)
         first = merge(warehouse, staged)
         assert (first.rows_read, first.rows_inserted) == (2, 2)
         assert rows_of(warehouse, "call_uuid", "agent") == [("a", "ann"), ("b", "bob")]
