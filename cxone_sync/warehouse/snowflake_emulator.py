@@ -273,3 +273,18 @@ def main(argv: list[str] | None = None) -> int:
 
     run_until_signalled(emulator, args.port, announce)
     return 0
+
+
+@contextmanager
+def serve_beside(s3_url: str, bucket: str, port: int = 0) -> Iterator[dict[str, str]]:
+    """An in-memory emulator served on loopback, its stage over ``s3://bucket/`` on the local S3
+    endpoint ``s3_url`` (the simulator's credentials); yields the variables to export."""
+    from cxone_sync.settings import SIM_AWS_KEY, SIM_AWS_REGION
+
+    emulator = Emulator(S3Wiring(s3_url, SIM_AWS_KEY, SIM_AWS_KEY, SIM_AWS_REGION))
+    try:
+        emulator.create_stage(DEFAULT_STAGE, f"s3://{bucket}/")
+        with serve(emulator, port) as params:
+            yield environment(params, DEFAULT_DATABASE, DEFAULT_STAGE)
+    finally:
+        emulator.close()
