@@ -360,7 +360,8 @@ class SnowflakeWarehouse:
                 "copy",
                 f"COPY INTO {staging} FROM @{self.stage} "
                 f"FILES=({string_literal(self._stage_path(staged))}) "
-                "FILE_FORMAT=(TYPE=PARQUET) MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE FORCE=TRUE",
+                "FILE_FORMAT=(TYPE=PARQUET USE_LOGICAL_TYPE=TRUE BINARY_AS_TEXT=FALSE) "
+                "MATCH_BY_COLUMN_NAME=CASE_INSENSITIVE FORCE=TRUE",
             )
             _prove_copy(data_type, staged, rows)
             self._exec(

@@ -269,3 +269,34 @@ def test_two_partitions_merged_at_once_equal_one_after_the_other(
         .equals(serial.warehouse.read_table(CDR).select(cols))
     )
     assert parallel.warehouse.read_table(CDR).num_rows == 200
+
+
+def test_decimal_aware_timestamp_binary_and_date_values_round_trip(backend: Backend) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    schema = pa.schema(
+        [
+            ("call_uuid", pa.string()),
+            ("updated_at", pa.timestamp("us")),
+            ("amount", pa.decimal128(10, 2)),
+            ("answered_at", pa.timestamp("us", "UTC")),
+            ("blob", pa.binary()),
+            ("day", pa.date32()),
+        ]
+    )
+    row = {
+        "call_uuid": "a",
+        "updated_at": ts(1),
+        "amount": Decimal("12345678.90"),
+        "answered_at": dt.datetime(2024, 3, 15, 14, 5, 6, 789000, tzinfo=dt.UTC),
+        "blob": b"\x00\xffbytes",
+        "day": dt.date(2024, 3, 15),
+    }
+    merge(backend.warehouse, [backend.stage([row], schema=schema)])
+    [loaded] = backend.warehouse.read_table(CDR).select(list(row)).to_pylist()
+    answered = loaded.pop("answered_at")
+    assert answered == row["answered_at"]
+    assert loaded == {k: v for k, v in row.items() if k != "answered_at"}
+    columns = backend.warehouse.table_columns(CDR)
+    assert columns is not None and columns["amount"] == "DECIMAL(10,2)"
