@@ -20,6 +20,7 @@ Requires the ``local`` extra: ``pip install -e '.[local]'``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -159,6 +160,8 @@ def serve(emulator: Emulator, port: int = 0, host: str = "127.0.0.1") -> Iterato
 
     fakesnow = _fakesnow()
     fakesnow.server.shared_fs = emulator.instance
+    # one INFO line per session login is noise for a platform that logs in per operation
+    logging.getLogger(fakesnow.server.__name__).setLevel(logging.WARNING)
     if not port:
         with closing(socket.socket()) as sock:
             sock.bind((host, 0))
