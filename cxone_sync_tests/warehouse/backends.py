@@ -80,6 +80,7 @@ def s3_endpoint() -> Iterator[S3Endpoint]:
 @pytest.fixture(scope="session")
 def emulator(s3_endpoint: S3Endpoint) -> Iterator[Any]:
     """One in-process emulator for the session; every test gets its own database in it."""
+    pytest.importorskip("fakesnow", reason="the Snowflake emulator needs the 'local' extra")
     from cxone_sync.warehouse.snowflake_emulator import Emulator, S3Wiring
 
     instance = Emulator(S3Wiring(s3_endpoint.url, SIM_AWS_KEY, SIM_AWS_KEY, SIM_AWS_REGION))
