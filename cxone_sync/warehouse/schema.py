@@ -69,18 +69,8 @@ def _is_simple(upper: str) -> bool:
         or upper in _AWARE_TS
         or upper in _ALIASES
         or _DECIMAL.match(upper) is not None
-        or upper
-        in {
-            "BOOLEAN",
-            "VARCHAR",
-            "BLOB",
-            "DATE",
-            "TIME",
-            "INTERVAL",
-            "UUID",
-            NULL_TYPE,
-            VARIANT_TYPE,
-        }
+        or upper in {"BOOLEAN", "VARCHAR", "BLOB", "DATE", "TIME", "INTERVAL", "UUID", NULL_TYPE}
+        or upper == VARIANT_TYPE
     )
 
 
