@@ -7,6 +7,7 @@ passed as ``dg.EnvVar`` so Dagster never stores or prints their values.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,6 +120,15 @@ class WarehouseResource(dg.ConfigurableResource):
             stage=self.snowflake_stage,
             stage_url=f"s3://{self.bucket}/",
             s3_client=self.s3.get_client(),
+            instance_key=json.dumps(
+                [
+                    self.snowflake.account,
+                    self.snowflake.additional_snowflake_connection_args,
+                    self.snowflake.database,
+                ],
+                sort_keys=True,
+                default=str,
+            ),
         )
 
 

@@ -157,6 +157,8 @@ _CONTROL_TABLES = (
         "first_partition" VARCHAR NOT NULL, "first_seen_at" TIMESTAMP_TZ(9) NOT NULL)""",
 )
 _C = quote(CONTROL_SCHEMA)
+_CONTROL_READY: set[str] = set()
+"""Warehouses (``instance_key``: account/database) whose control tables this process created."""
 
 
 @dataclass
@@ -189,6 +191,7 @@ class SnowflakeWarehouse:
         stage_url: str,
         s3_client: Any,
         on_statement: StatementHook | None = None,
+        instance_key: str | None = None,
     ) -> None:
         if not _STAGE_NAME.match(stage):
             raise ValueError(
@@ -200,7 +203,8 @@ class SnowflakeWarehouse:
         self.stage_url = stage_url if stage_url.endswith("/") else stage_url + "/"
         self.s3 = s3_client
         self.on_statement = on_statement
-        self._ready = False
+        self._instance_key = instance_key
+        self._ready = instance_key is not None and instance_key in _CONTROL_READY
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -213,6 +217,8 @@ class SnowflakeWarehouse:
                     for ddl in _CONTROL_TABLES:
                         cur.execute(ddl)
                     self._ready = True
+                    if self._instance_key is not None:
+                        _CONTROL_READY.add(self._instance_key)
                 yield cur
             finally:
                 cur.close()
