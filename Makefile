@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -19,8 +19,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 ## demo: start the local stack, sync one simulated day of every category, print the results
+## (WAREHOUSE=snowflake: into the local Snowflake emulator instead of DuckDB)
+WAREHOUSE ?= duckdb
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m cxone_sync.demo
+	$(BIN)/python -m cxone_sync.demo --warehouse $(WAREHOUSE)
 
 ## test: lint, type-check, validate the Dagster definitions, run the tests
 test: install lint typecheck validate pytest

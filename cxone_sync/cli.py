@@ -135,8 +135,9 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     )
 
     from cxone_sync.definitions import defs as build_defs
-    from cxone_sync.defs.ingest.assets import staged_key, table_key
+    from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
+    from cxone_sync.defs.resources import apply_pool_limit
 
     per_run = get_settings().cxone_backfill_partitions_per_run
 
@@ -148,6 +149,7 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
         by_interval.setdefault(cat.interval, []).append(cat)
     runs = failed_runs = 0
     with DagsterInstance.get() as instance:
+        apply_pool_limit(instance, get_settings(), WAREHOUSE_POOL)
         for interval, group in sorted(by_interval.items()):
             job = definitions.resolve_job_def(interval_job_name(interval))
             selection = [
@@ -214,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable; default: every category",
     )
     sub.add_parser("local-stack", help="start the simulator and a local S3 store", add_help=False)
+    sub.add_parser(
+        "local-snowflake", help="start the Snowflake emulator on loopback", add_help=False
+    )
     sub.add_parser("sim", help="control a running simulator (advance its clock)", add_help=False)
     sub.add_parser("doctor", help="preflight the API, the bucket and the warehouse")
     sub.add_parser("policy", help="print the IAM and bucket policies to apply", add_help=False)
@@ -226,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cxone_sync.simulator.stack import main as stack_main
 
         return stack_main(args_list[1:])
+    if args_list and args_list[0] == "local-snowflake":
+        from cxone_sync.warehouse.snowflake_emulator import main as snowflake_main
+
+        return snowflake_main(args_list[1:])
     if args_list and args_list[0] == "sim":
         from cxone_sync.simulator.__main__ import main as sim_main
 

@@ -11,8 +11,10 @@ import argparse
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from cxone_sync.catalog import CATEGORIES
 from cxone_sync.settings import LOCAL_API_PORT, LOCAL_HOST, LOCAL_S3_PORT, get_settings
@@ -23,33 +25,58 @@ def _free(port: int) -> bool:
         return sock.connect_ex((LOCAL_HOST, port)) != 0
 
 
+@contextmanager
+def _snowflake(stack: Any) -> Iterator[str]:
+    """The Snowflake emulator in this process, its stage over the stack's bucket; env set."""
+    from cxone_sync.warehouse.snowflake_emulator import serve_beside
+
+    with serve_beside(stack.s3_url, stack.config.bucket) as env:
+        os.environ.update(env)
+        url = f"{env['SNOWFLAKE_PROTOCOL']}://{env['SNOWFLAKE_HOST']}:{env['SNOWFLAKE_PORT']}"
+        print(f"Snowflake emulator at {url} (database {env['SNOWFLAKE_DATABASE']})")
+        yield f"Snowflake emulator {url}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cxone_sync.demo", description=__doc__)
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--warehouse",
+        choices=["duckdb", "snowflake"],
+        default="duckdb",
+        help="snowflake: the local emulator (the 'local' extra), wired to the stack's S3",
+    )
     args = parser.parse_args(argv)
 
     from cxone_sync.cli import ensure_dagster_home, sync
+    from cxone_sync.defs.resources import build_resources
     from cxone_sync.simulator.config import SimConfig
     from cxone_sync.simulator.stack import LocalStack
     from cxone_sync.simulator.truth import differences
-    from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 
     ensure_dagster_home()
     start = datetime.combine(get_settings().cxone_partitions_start, time(0), tzinfo=UTC)
     end = start + timedelta(days=args.days)
     api_port = LOCAL_API_PORT if _free(LOCAL_API_PORT) else 0
     s3_port = LOCAL_S3_PORT if _free(LOCAL_S3_PORT) else 0
-    with LocalStack(
-        SimConfig(start=start, scale=args.scale), api_port=api_port, s3_port=s3_port
-    ) as stack:
+    with (
+        ExitStack() as started,
+        LocalStack(
+            SimConfig(start=start, scale=args.scale), api_port=api_port, s3_port=s3_port
+        ) as stack,
+    ):
         os.environ.update(stack.environment())
         print(f"local stack: API {stack.api_url}, S3 {stack.s3_url}")
+        emulator = (
+            started.enter_context(_snowflake(stack)) if args.warehouse == "snowflake" else None
+        )
         stack.world.advance_to(end + timedelta(hours=3))
         print(f"simulated clock at {stack.world.now.isoformat()}; syncing {start:%Y-%m-%d}")
         code = sync(start, end, [])
-        warehouse = DuckDBWarehouse(get_settings().duckdb_path, read_only=True)
-        print(f"\nwarehouse {get_settings().duckdb_path} against the simulator's ground truth:")
+        warehouse = build_resources(get_settings())["warehouse"].reader()
+        where = emulator or get_settings().duckdb_path
+        print(f"\nwarehouse {where} against the simulator's ground truth:")
         mismatched = 0
         for cat in CATEGORIES:
             for dt in cat.data_types:

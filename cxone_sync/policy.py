@@ -207,6 +207,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def snowflake_trust_policy(iam_user_arn: str, external_id: str) -> dict[str, Any]:
+    """The trust policy of the role the Snowflake storage integration assumes to read the bucket:
+    only Snowflake's IAM user for this integration, only with the integration's external id."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SnowflakeStorageIntegration",
+                "Effect": "Allow",
+                "Principal": {"AWS": iam_user_arn},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+
+
+def _print_snowflake(reader_role_arn: str | None) -> None:
+    from cxone_sync.settings import get_settings
+    from cxone_sync.warehouse.snowflake_doctor import grant_statements
+
+    iam_user = os.environ.get("SNOWFLAKE_IAM_USER_ARN") or "<STORAGE_AWS_IAM_USER_ARN>"
+    external_id = os.environ.get("SNOWFLAKE_EXTERNAL_ID") or "<STORAGE_AWS_EXTERNAL_ID>"
+    role = reader_role_arn or "the reader role"
+    print(
+        f"# Snowflake storage integration: trust policy of {role}, values from DESC "
+        "INTEGRATION (snowflake_trust)"
+    )
+    print(json.dumps(snowflake_trust_policy(iam_user, external_id), indent=2))
+    print()
+    print("# Snowflake grants for the loading role (snowflake_grants)")
+    for statement in grant_statements(get_settings()):
+        print(statement)
+    print()
+
+
 def policy_main(argv: Sequence[str] | None = None) -> int:
     """``cxone-sync policy``: print each document under a ``# heading`` line; 0 on success."""
     from cxone_sync.settings import get_settings
@@ -236,6 +272,8 @@ def policy_main(argv: Sequence[str] | None = None) -> int:
         print(f"# {HEADINGS[name]} ({name})")
         print(json.dumps(document, indent=2))
         print()
+    if get_settings().cxone_warehouse == "snowflake":
+        _print_snowflake(args.reader_role_arn)
     if unknown:
         print(
             "policy: placeholders left for " + "; ".join(unknown) + ": replace them before "

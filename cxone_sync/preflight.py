@@ -598,12 +598,11 @@ def check_warehouse(settings: Settings) -> CheckLine:
     from cxone_sync.warehouse.locks import is_lock_error, lock_holder
 
     name = CHECK_WAREHOUSE
-    if settings.cxone_warehouse != "duckdb":
-        return _failed(
-            name,
-            f"CXONE_WAREHOUSE={settings.cxone_warehouse} is not implemented in this build",
-            "unset CXONE_WAREHOUSE (or set it to duckdb)",
-        )
+    if settings.cxone_warehouse == "snowflake":
+        from cxone_sync.warehouse.snowflake_doctor import check_snowflake
+
+        line: CheckLine = check_snowflake(settings)
+        return line
     path = settings.duckdb_path
     folder = _existing_parent(path)
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -186,6 +186,31 @@ class Settings(AutomationSettings):
         default=15.0, ge=0, alias="CXONE_STEP_RETRY_DELAY_SECONDS"
     )
     """The first retry's delay; doubles with every further retry (+/- jitter)."""
+    cxone_warehouse_pool_limit: int | None = Field(
+        default=None, ge=1, alias="CXONE_WAREHOUSE_POOL_LIMIT"
+    )
+    """Runs merging at once (the ``cxone_warehouse`` pool); default 1 on DuckDB, 8 on Snowflake."""
+    snowflake_account: str | None = Field(default=None, alias="SNOWFLAKE_ACCOUNT")
+    snowflake_user: str | None = Field(default=None, alias="SNOWFLAKE_USER")
+    snowflake_password: SecretStr | None = Field(default=None, alias="SNOWFLAKE_PASSWORD")
+    snowflake_private_key_path: Path | None = Field(
+        default=None, alias="SNOWFLAKE_PRIVATE_KEY_PATH"
+    )
+    snowflake_private_key_passphrase: SecretStr | None = Field(
+        default=None, alias="SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+    )
+    snowflake_role: str | None = Field(default=None, alias="SNOWFLAKE_ROLE")
+    snowflake_warehouse: str | None = Field(default=None, alias="SNOWFLAKE_WAREHOUSE")
+    snowflake_database: str | None = Field(default=None, alias="SNOWFLAKE_DATABASE")
+    snowflake_stage: str = Field(default="PUBLIC.CXONE_EXPORTS", alias="SNOWFLAKE_STAGE")
+    """The named stage over the export bucket's root (``s3://$CXONE_BUCKET/``), as written
+    after ``@``: unquoted, optionally qualified."""
+    snowflake_host: str | None = Field(default=None, alias="SNOWFLAKE_HOST")
+    snowflake_port: int | None = Field(default=None, alias="SNOWFLAKE_PORT")
+    snowflake_protocol: Literal["https", "http"] | None = Field(
+        default=None, alias="SNOWFLAKE_PROTOCOL"
+    )
+    """Host/port/protocol: private link, or the local emulator (``cxone-sync local-snowflake``)."""
     cxone_backfill_partitions_per_run: int = Field(
         default=24, ge=1, alias="CXONE_BACKFILL_PARTITIONS_PER_RUN"
     )
@@ -221,6 +246,25 @@ class Settings(AutomationSettings):
     @property
     def region(self) -> str:
         return self.aws_region or SIM_AWS_REGION
+
+    @property
+    def warehouse_pool_limit(self) -> int:
+        """The ``cxone_warehouse`` pool's limit: DuckDB has one writer, Snowflake none."""
+        if self.cxone_warehouse_pool_limit is not None:
+            return self.cxone_warehouse_pool_limit
+        return 8 if self.cxone_warehouse == "snowflake" else 1
+
+    def snowflake_missing(self) -> list[str]:
+        """The SNOWFLAKE_* variables CXONE_WAREHOUSE=snowflake needs that are not set."""
+        required = {
+            "SNOWFLAKE_ACCOUNT": self.snowflake_account,
+            "SNOWFLAKE_USER": self.snowflake_user,
+            "SNOWFLAKE_DATABASE": self.snowflake_database,
+        }
+        missing = [name for name, value in required.items() if not value]
+        if self.snowflake_password is None and self.snowflake_private_key_path is None:
+            missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+        return missing
 
     @property
     def duckdb_path(self) -> Path:

@@ -168,3 +168,30 @@ def test_policy_command_warns_about_placeholders(
     assert _printed(captured.out)["bucket_policy"]["Statement"][1]["Resource"] == (
         "arn:aws:s3:::b-x/*"
     )
+
+
+def test_snowflake_adds_the_integration_trust_policy_and_the_grants(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cxone_sync.policy import policy_main
+
+    monkeypatch.setenv("CXONE_WAREHOUSE", "snowflake")
+    monkeypatch.setenv("SNOWFLAKE_DATABASE", "bi")
+    monkeypatch.setenv("SNOWFLAKE_ROLE", "cxone_loader")
+    monkeypatch.setenv("SNOWFLAKE_WAREHOUSE", "load_wh")
+    monkeypatch.setenv("SNOWFLAKE_IAM_USER_ARN", "arn:aws:iam::123456789012:user/sf-abc")
+    monkeypatch.setenv("SNOWFLAKE_EXTERNAL_ID", "SF_EXT_1")
+    args = ["--kms-key-arn", "arn:aws:kms:us-east-1:1:key/k", "--external-id", "e"]
+    assert policy_main([*args, "--cxone-account-id", "111122223333"]) == 0
+    out = capsys.readouterr().out
+    trust = json.loads(out.split("(snowflake_trust)\n", 1)[1].split("\n\n", 1)[0])
+    [statement] = trust["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:user/sf-abc"}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "SF_EXT_1"}}
+    grants = out.split("(snowflake_grants)\n", 1)[1].strip().splitlines()
+    assert grants == [
+        "GRANT USAGE ON DATABASE BI TO ROLE CXONE_LOADER;",
+        "GRANT USAGE ON WAREHOUSE LOAD_WH TO ROLE CXONE_LOADER;",
+        "GRANT CREATE SCHEMA ON DATABASE BI TO ROLE CXONE_LOADER;",
+        "GRANT USAGE ON STAGE BI.PUBLIC.CXONE_EXPORTS TO ROLE CXONE_LOADER;",
+    ]

@@ -361,9 +361,17 @@ def test_warehouse_check_never_creates_the_file(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_snowflake_warehouse_is_reported_not_implemented() -> None:
-    line = check_warehouse(Settings(CXONE_WAREHOUSE="snowflake"))
-    assert not line.ok and "not implemented" in line.detail
+def test_snowflake_warehouse_without_its_settings_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_DATABASE", "SNOWFLAKE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_PATH", raising=False)
+    line = check_warehouse(Settings(CXONE_WAREHOUSE="snowflake", SNOWFLAKE_USER="loader"))
+    assert not line.ok
+    assert "SNOWFLAKE_ACCOUNT" in line.detail and "SNOWFLAKE_DATABASE" in line.detail
+    assert "SNOWFLAKE_USER" not in line.detail
+    assert "SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH" in line.detail
 
 
 # ---------------------------------------------------------------------------------- API, doctor

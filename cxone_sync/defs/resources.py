@@ -7,6 +7,7 @@ passed as ``dg.EnvVar`` so Dagster never stores or prints their values.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
@@ -78,31 +80,40 @@ _S3_CLIENTS: dict[tuple[Any, ...], Any] = {}
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The BI warehouse behind one interface; DuckDB here, Snowflake in production.
+    """The BI warehouse behind one interface: DuckDB (embedded default) or Snowflake.
 
     ``get()`` is the read-write handle (merges, job events); ``reader()`` the read-only one for
-    everything that only reads (staging's ledger lookups, reconciliation, doctor), so readers never
-    take DuckDB's single-writer lock. Both wait up to ``lock_wait_seconds`` for a file another
-    process holds (backoff with jitter) before giving up with a clear error.
+    everything that only reads (staging's ledger lookups, reconciliation, doctor), so DuckDB
+    readers never take its single-writer lock. Both wait up to ``lock_wait_seconds`` for a DuckDB
+    file another process holds (backoff with jitter) before giving up with a clear error.
+    Snowflake has no such lock: both return the same warehouse. It is reached through
+    ``dagster_snowflake.SnowflakeResource``; its password and key passphrase are ``dg.EnvVar``
+    values, never resolved into config. ``s3`` is used on the Snowflake path only to prove a
+    file's S3 version is unchanged after COPY (HEAD requests).
     """
 
     kind: str = "duckdb"
     duckdb_path: str = ""
     memory_limit: str | None = None
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    snowflake: SnowflakeResource | None = None
+    snowflake_stage: str = "PUBLIC.CXONE_EXPORTS"
+    bucket: str = ""
+    s3: CachedS3Resource | None = None
 
     def get(self, *, lock_wait_seconds: float | None = None) -> Warehouse:
+        if self.kind == "snowflake":
+            return self._snowflake()
         return self._duckdb(read_only=False, lock_wait_seconds=lock_wait_seconds)
 
     def reader(self, *, lock_wait_seconds: float | None = None) -> Warehouse:
+        if self.kind == "snowflake":
+            return self._snowflake()
         return self._duckdb(read_only=True, lock_wait_seconds=lock_wait_seconds)
 
     def _duckdb(self, *, read_only: bool, lock_wait_seconds: float | None) -> DuckDBWarehouse:
         if self.kind != "duckdb":
-            raise dg.Failure(
-                description=f"CXONE_WAREHOUSE={self.kind!r} is not implemented in this build; "
-                "use duckdb (the Snowflake adapter is tracked separately)."
-            )
+            raise dg.Failure(description=f"CXONE_WAREHOUSE={self.kind!r}: use duckdb or snowflake")
         path = Path(self.duckdb_path)
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +126,63 @@ class WarehouseResource(dg.ConfigurableResource):
                 self.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
             ),
         )
+
+    def _snowflake(self) -> Warehouse:
+        from cxone_sync.warehouse.snowflake_warehouse import SnowflakeWarehouse
+
+        if self.snowflake is None or self.s3 is None:
+            raise dg.Failure(
+                description="CXONE_WAREHOUSE=snowflake needs SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, "
+                "SNOWFLAKE_DATABASE and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
+                "(cxone-sync doctor names what is missing)"
+            )
+        return SnowflakeWarehouse(
+            self.snowflake.get_connection,
+            stage=self.snowflake_stage,
+            stage_url=f"s3://{self.bucket}/",
+            s3_client=self.s3.get_client(),
+            instance_key=json.dumps(
+                [
+                    self.snowflake.account,
+                    self.snowflake.additional_snowflake_connection_args,
+                    self.snowflake.database,
+                ],
+                sort_keys=True,
+                default=str,
+            ),
+        )
+
+
+def snowflake_resource(settings: Settings) -> SnowflakeResource | None:
+    """dagster-snowflake's resource from the SNOWFLAKE_* settings; secrets as EnvVar only."""
+    if settings.snowflake_missing():
+        return None
+    extra: dict[str, Any] = {}
+    if settings.snowflake_host:
+        extra["host"] = settings.snowflake_host
+    if settings.snowflake_port:
+        extra["port"] = settings.snowflake_port
+    if settings.snowflake_protocol:
+        extra["protocol"] = settings.snowflake_protocol
+    return SnowflakeResource(
+        account=settings.snowflake_account,
+        user=settings.snowflake_user or "",
+        password=_secret("SNOWFLAKE_PASSWORD", None),
+        private_key_path=(
+            str(settings.snowflake_private_key_path)
+            if settings.snowflake_private_key_path
+            else None
+        ),
+        private_key_password=_secret("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", None),
+        role=settings.snowflake_role,
+        warehouse=settings.snowflake_warehouse,
+        database=settings.snowflake_database,
+        # every statement names its schema; a current schema is still needed by the emulator's
+        # MERGE, and PUBLIC exists in every database
+        schema="PUBLIC",
+        timezone="UTC",
+        additional_snowflake_connection_args=extra or None,
+    )
 
 
 class IngestResource(dg.ConfigurableResource):
@@ -132,6 +200,13 @@ class IngestResource(dg.ConfigurableResource):
 def _secret(name: str, default: str | None) -> Any:
     """An EnvVar when the variable is set (never resolved into config), else the default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def apply_pool_limit(instance: dg.DagsterInstance, settings: Settings, pool: str) -> int:
+    """Set the warehouse pool's slots from settings (1 on DuckDB, 8 on Snowflake by default)."""
+    limit = settings.warehouse_pool_limit
+    instance.event_log_storage.set_concurrency_slots(pool, limit)
+    return limit
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -159,6 +234,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             duckdb_path=str(settings.duckdb_path),
             memory_limit=settings.cxone_duckdb_memory_limit,
             lock_wait_seconds=settings.warehouse_lock_wait_seconds,
+            snowflake=(
+                snowflake_resource(settings) if settings.cxone_warehouse == "snowflake" else None
+            ),
+            snowflake_stage=settings.snowflake_stage,
+            bucket=settings.cxone_bucket,
+            s3=CachedS3Resource(**s3_kwargs),
         ),
         "ingest": IngestResource(
             bucket=settings.cxone_bucket,

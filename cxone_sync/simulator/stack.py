@@ -98,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=SimConfig.seed)
     parser.add_argument("--scale", type=float, default=SimConfig.scale)
     parser.add_argument("--chaos", action="store_true", help="inject every fault at low rates")
+    parser.add_argument(
+        "--warehouse",
+        choices=["duckdb", "snowflake"],
+        default="duckdb",
+        help="snowflake: also serve the Snowflake emulator (the 'local' extra) over this S3",
+    )
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--advance-to", type=to_utc, metavar="ISO", help="run the clock to ISO")
     when.add_argument("--advance-hours", type=float, metavar="N", help="run the clock N hours")
@@ -136,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"local-stack: cannot start: {exc}", file=sys.stderr)
         return 1
-    with stack:
+    with stack, ExitStack() as started:
         world = stack.world
         try:
             if args.advance_to is not None:
@@ -146,7 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"local-stack: cannot advance the clock: {exc}", file=sys.stderr)
             return 1
-        print("\n".join(export_lines(stack.environment())), flush=True)
+        environment = stack.environment()
+        if args.warehouse == "snowflake":
+            from cxone_sync.warehouse.snowflake_emulator import serve_beside
+
+            environment.update(
+                started.enter_context(serve_beside(stack.s3_url, stack.config.bucket))
+            )
+        print("\n".join(export_lines(environment)), flush=True)
         print(
             f"# CXone simulator at {stack.api_url}, S3 at {stack.s3_url}, "
             f"clock {iso_z(world.now)}; Ctrl-C to stop",

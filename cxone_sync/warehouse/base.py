@@ -167,7 +167,8 @@ class Warehouse(Protocol):
     def watermark(self, data_type: DataType) -> Watermark | None: ...
 
     def table_columns(self, data_type: DataType) -> dict[str, str] | None:
-        """Current BI table columns -> SQL type; None when the table does not exist."""
+        """Current BI table columns -> neutral type (:mod:`cxone_sync.warehouse.types`); None
+        when the table does not exist."""
         ...
 
     def read_table(self, data_type: DataType) -> pa.Table: ...

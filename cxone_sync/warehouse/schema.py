@@ -1,8 +1,10 @@
 """Schema hashing and drift detection between a BI table and incoming Parquet.
 
-Types are compared in DuckDB's SQL vocabulary (``BIGINT``, ``TIMESTAMP_NS``, ``DECIMAL(18,3)``):
-Arrow types are mapped to the names DuckDB's Parquet reader gives them, so a hash or a diff
-computed from a ``pyarrow.Schema`` agrees with one computed from DuckDB's own ``DESCRIBE``.
+Types are compared in one neutral vocabulary derived from Arrow types (``BIGINT``,
+``TIMESTAMP_NS``, ``DECIMAL(18,3)``, ``VARCHAR[]``, ``VARIANT``), spelled as DuckDB's Parquet
+reader names them, so a hash or a diff computed from a ``pyarrow.Schema`` agrees with one computed
+from DuckDB's own ``DESCRIBE``. Other backends map their types into it
+(:mod:`cxone_sync.warehouse.types`): ``Warehouse.table_columns()`` returns neutral names.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from cxone_sync.warehouse.base import METADATA_PREFIX
 
 NULL_TYPE = "NULL"
 """The type of a column that is null in every row: it carries no type information yet."""
+VARIANT_TYPE = "VARIANT"
+"""A backend column holding any nested value (Snowflake VARIANT): every list, struct or map fits.
+See :mod:`cxone_sync.warehouse.types` for the neutral vocabulary and the per-backend mappings."""
 
 _SIGNED_BITS = {"TINYINT": 8, "SMALLINT": 16, "INTEGER": 32, "BIGINT": 64, "HUGEINT": 128}
 _UNSIGNED_BITS = {"UTINYINT": 8, "USMALLINT": 16, "UINTEGER": 32, "UBIGINT": 64, "UHUGEINT": 128}
@@ -102,6 +107,7 @@ def _is_simple(upper: str) -> bool:
         or upper in _ALIASES
         or _DECIMAL.match(upper) is not None
         or upper in {"BOOLEAN", "VARCHAR", "BLOB", "DATE", "TIME", "INTERVAL", "UUID", NULL_TYPE}
+        or upper == VARIANT_TYPE
     )
 
 
@@ -177,6 +183,8 @@ def lossless(source: str, target: str) -> bool:
     src, dst = normalize_type(source), normalize_type(target)
     if src in (dst, NULL_TYPE) or _canonical(src) == _canonical(dst):
         return True
+    if dst == VARIANT_TYPE:
+        return _nested(src)
     if src in _SIGNED_BITS:
         return _signed_fits(_SIGNED_BITS[src], dst)
     if src in _UNSIGNED_BITS:
@@ -194,6 +202,10 @@ def lossless(source: str, target: str) -> bool:
         p1, s1, p2, s2 = (int(v) for v in (*src_dec.groups(), *dst_dec.groups()))
         return s2 >= s1 and p2 - s2 >= p1 - s1
     return False
+
+
+def _nested(sql_type: str) -> bool:
+    return sql_type.endswith("]") or sql_type.upper().startswith(("STRUCT(", "MAP("))
 
 
 def _signed_fits(bits: int, dst: str) -> bool:

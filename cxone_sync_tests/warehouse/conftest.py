@@ -13,6 +13,7 @@ import pytest
 
 from cxone_sync.warehouse.base import StagedFile
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync_tests.warehouse.backends import backend, emulator, s3_endpoint  # noqa: F401
 from cxone_sync_tests.warehouse.factories import T0, staged_file
 
 StageFn = Callable[..., StagedFile]

@@ -11,8 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cxone_sync.catalog import DataType, category, partition_key
-from cxone_sync.warehouse.base import MergeResult, StagedFile
-from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync.warehouse.base import MergeResult, StagedFile, Warehouse
 
 CDR = category("telephony").data_type("cdr")
 SKILL_GROUP = category("telephony").data_type("skill_group")
@@ -50,7 +49,7 @@ def staged_file(
 
 
 def merge(
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     files: Sequence[StagedFile],
     hour: int = 0,
     data_type: DataType = CDR,
@@ -60,7 +59,7 @@ def merge(
     return warehouse.merge_partition(data_type, key, start, start + timedelta(hours=1), files)
 
 
-def rows_of(warehouse: DuckDBWarehouse, *columns: str, data_type: DataType = CDR) -> list[tuple]:
+def rows_of(warehouse: Warehouse, *columns: str, data_type: DataType = CDR) -> list[tuple]:
     table = warehouse.read_table(data_type)
     names = columns or tuple(c for c in table.column_names if not c.startswith("_cxone_"))
     return list(zip(*(table.column(c).to_pylist() for c in names), strict=True))
