@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -622,6 +623,13 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024  # headers and body leave in one write (no delayed-ACK stalls)
     disable_nagle_algorithm = True
     server: _HttpServer
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header carries the simulated clock (as CXone's carries its own), so a
+        client that takes "now" from its server sees the simulator's time."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        return formatdate(self.server.api.world.now.timestamp(), usegmt=True)
 
     def do_GET(self) -> None:
         self._serve()

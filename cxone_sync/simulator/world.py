@@ -213,6 +213,9 @@ class World:
             self._push(later, "create", twin)
             self._log("duplicate_export", job, detail={"duplicate_job_id": twin.id})
 
+    def _in_outage(self, t: datetime) -> bool:
+        return any(o.covers(t) for o in self.config.faults.outages)
+
     def _job_id(self, *parts: object) -> str:
         return f"job-{rnd.salt(self.config.seed, *parts):016x}"
 
@@ -226,6 +229,9 @@ class World:
 
     def _handle(self, kind: str, job: _Job) -> bool:
         """Apply one event; returns whether ``job`` itself changed state."""
+        if kind == "create" and job.trigger == SCHEDULED and self._in_outage(job.created_at):
+            self._log("outage", job, detail={"due": iso(job.created_at)})
+            return False
         if kind == "create":
             self._create(job)
         elif kind == "run":
@@ -256,6 +262,8 @@ class World:
 
     def _reserve(self, job: _Job, dt: DataType, hour: datetime) -> str:
         folder = hour_folder(job.prefix, dt.name, hour)
+        if folder not in self._parts and self.config.manifests_only:
+            self._parts[folder] = 0
         if folder not in self._parts:
             self._parts[folder] = self._first_free_part(folder)
         part = 0 if job.overwrite else self._parts[folder]
@@ -294,7 +302,11 @@ class World:
             self._log("timed_out", job)
             return
         for (name, interval), key in sorted(job.keys.items()):
-            job.files.append(self._write_file(job, job.category.data_type(name), interval, key))
+            dt = job.category.data_type(name)
+            if self.config.manifests_only:
+                job.files.append(_File(key, dt, interval, 0, 0, 0))
+                continue
+            job.files.append(self._write_file(job, dt, interval, key))
         if job.skew_percent:
             self._log("record_count_skew", job, detail={"percent": job.skew_percent})
         if job.omit_files:
