@@ -13,8 +13,6 @@ The two side effects a tick decides on run as small jobs of their own:
   A 409 (an overlapping manual export already runs) is a success: the interval is being exported.
 """
 
-from __future__ import annotations
-
 from datetime import datetime
 
 import dagster as dg
@@ -51,7 +49,7 @@ class JobEventConfig(dg.Config):
     error_details: str | None = None
 
     @classmethod
-    def of(cls, job: Job) -> JobEventConfig:
+    def of(cls, job: Job) -> "JobEventConfig":
         return cls(
             job_id=job.id,
             status=job.status.value,
@@ -94,6 +92,8 @@ class ManualExportConfig(dg.Config):
 
 @dg.op(
     pool=WAREHOUSE_POOL,
+    # another process may hold the DuckDB file for a while (a merge, doctor): wait, not fail
+    retry_policy=dg.RetryPolicy(max_retries=5, delay=2, backoff=dg.Backoff.EXPONENTIAL),
     description="Write the job state changes a jobs-sensor tick saw to cxone_sync.job_events.",
 )
 def record_job_events(
