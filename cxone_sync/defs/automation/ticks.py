@@ -40,7 +40,7 @@ from cxone_sync.defs.automation.state import (
     owe,
     settle,
 )
-from cxone_sync.defs.ingest.assets import latest_materializations, table_key
+from cxone_sync.defs.ingest.assets import latest_materializations, staged_key, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
@@ -346,6 +346,29 @@ def _consecutive(pdef: dg.TimeWindowPartitionsDefinition, keys: Sequence[str]) -
     return groups
 
 
+def describe_load(
+    category: Category, partitions: str, job_ids: Sequence[str], sensor: str
+) -> dict[str, Any]:
+    """Run config that says what a load request is for (``dagster sensor preview`` prints only
+    a request's run config, so without it every request reads ``{}``). It sits on the staged
+    op of the category's first data type, whose config is free-form and not read."""
+    op = staged_key(category.data_types[0]).to_python_identifier()
+    return {
+        "ops": {
+            op: {
+                "config": {
+                    "cxone_request": {
+                        "sensor": sensor,
+                        "category": category.name,
+                        "partitions": partitions,
+                        "jobs": list(job_ids),
+                    }
+                }
+            }
+        }
+    }
+
+
 def load_requests(
     tick: Tick,
     category: Category,
@@ -391,6 +414,7 @@ def load_requests(
                             run_key=rk,
                             job_name=category_job_name(category),
                             partition_key=key,
+                            run_config=describe_load(category, key, [job.id], sensor),
                             tags={
                                 TAG_TRIGGER: sensor,
                                 TAG_JOB_ID: job.id,
@@ -409,6 +433,7 @@ def load_requests(
                 dg.RunRequest(
                     run_key=rk,
                     job_name=category_job_name(category),
+                    run_config=describe_load(category, f"{chunk[0]} .. {chunk[-1]}", ids, sensor),
                     tags={
                         TAG_TRIGGER: sensor,
                         TAG_RUN_KEY: rk,
