@@ -44,7 +44,6 @@ from cxone_sync_tests.defs.test_automation_support import (
 from cxone_sync_tests.fixtures import MakeStack
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
-DAY = timedelta(days=1)
 
 
 def _iso(value: datetime) -> str:
@@ -75,22 +74,26 @@ def control_tables() -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-def load_a_day(
+LOADED = timedelta(hours=6)
+"""What ``load_some`` syncs (like ``make demo``, shorter); the next LOADED hours stay unloaded."""
+
+
+def load_some(
     make_stack: MakeStack,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    categories: tuple[str, ...],
+    categories: tuple[str, ...] = ("ivr",),
 ) -> LocalStack:
-    """Like ``make demo``: a simulated day loaded by ``cxone-sync sync``, then one more day of
+    """Like ``make demo``: hours loaded by ``cxone-sync sync``, then as many more hours of
     exports that nothing has loaded yet."""
     from cxone_sync.cli import sync
 
-    stack = make_stack(start=START, scale=0.05, categories=categories)
+    stack = make_stack(start=START, scale=0.02, categories=categories)
     point_platform_at(stack, monkeypatch, tmp_path / "data")
     on_disk_home(tmp_path, monkeypatch)
-    stack.world.advance_to(START + DAY + timedelta(hours=3))
-    assert sync(START, START + DAY, list(categories)) == 0
-    stack.world.advance(DAY)
+    stack.world.advance_to(START + LOADED + timedelta(hours=2))
+    assert sync(START, START + LOADED, list(categories)) == 0
+    stack.world.advance(LOADED)
     return stack
 
 
@@ -107,8 +110,8 @@ def completed_partitions(stack: LocalStack, cat: str, since: datetime) -> list[s
 def test_a_preview_after_a_loaded_day_writes_nothing_and_asks_for_ranged_runs_of_the_rest(
     make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    cats = ("ivr", "workforce_management")
-    stack = load_a_day(make_stack, monkeypatch, tmp_path, cats)
+    cats = ("ivr",)
+    stack = load_some(make_stack, monkeypatch, tmp_path, cats)
     before = control_tables()
     jobs_before = {c: jobs_of(stack, c) for c in cats}
     from cxone_sync.definitions import defs as build_defs
@@ -119,23 +122,17 @@ def test_a_preview_after_a_loaded_day_writes_nothing_and_asks_for_ranged_runs_of
         daemon = Daemon(defs, instance)
         evaluated = {
             name: daemon.evaluate(name)
-            for name in (
-                "ivr_jobs_sensor",
-                "workforce_management_jobs_sensor",
-                "ivr_gap_sensor",
-                "workforce_management_gap_sensor",
-                RECONCILIATION_SENSOR,
-            )
+            for name in ("ivr_jobs_sensor", "ivr_gap_sensor", RECONCILIATION_SENSOR)
         }
         # the evaluations wrote nothing: same warehouse rows, no run, no CXone export
         assert control_tables() == before
         assert len(instance.get_runs()) == runs_before
         assert {c: jobs_of(stack, c) for c in cats} == jobs_before
 
-        for cat, per_run in (("ivr", 24), ("workforce_management", 24)):
+        for cat, per_run in (("ivr", 24),):
             data = evaluated[f"{cat}_jobs_sensor"]
             # the loaded day is skipped (loaded from the same jobs); the rest comes in ranges
-            expected = completed_partitions(stack, cat, START + DAY)
+            expected = completed_partitions(stack, cat, START + LOADED)
             requested = loads(data)
             assert requested and all(r.partition_key is None for r in requested)
             covered = []
@@ -159,9 +156,9 @@ def test_a_preview_after_a_loaded_day_writes_nothing_and_asks_for_ranged_runs_of
             assert {e["job_id"] for e in events} == {j["id"] for j in jobs_before[cat]}
         # reconciliation: nothing of the loaded day (its loads considered every job)
         reconciled = evaluated[RECONCILIATION_SENSOR].run_requests or []
-        assert all((r.partition_key or "") >= _key(START + DAY) for r in reconciled)
+        assert all((r.partition_key or "") >= _key(START + LOADED) for r in reconciled)
         assert not exports(evaluated[RECONCILIATION_SENSOR])
-        for name in ("ivr_gap_sensor", "workforce_management_gap_sensor"):
+        for name in ("ivr_gap_sensor",):
             assert not evaluated[name].run_requests
             assert not GapCursor.loads(evaluated[name].cursor).owed
 
@@ -184,7 +181,7 @@ def test_a_preview_after_a_loaded_day_writes_nothing_and_asks_for_ranged_runs_of
 def test_dagster_sensor_preview_on_disk_writes_nothing_and_prints_readable_requests(
     make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    stack = load_a_day(make_stack, monkeypatch, tmp_path, ("ivr",))
+    stack = load_some(make_stack, monkeypatch, tmp_path)
     before = control_tables()
     digest = Path(get_settings().duckdb_path).read_bytes()
     with dg.DagsterInstance.get() as instance:
@@ -207,9 +204,10 @@ def test_dagster_sensor_preview_on_disk_writes_nothing_and_prints_readable_reque
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "Sensor returning run requests for 3 run(s)" in out, out[-3000:]
-    day2 = START + DAY
-    assert f"partitions: {_key(day2)} .. {_key(day2 + timedelta(hours=23))}" in out
+    # one ranged load of the unloaded hours, one run recording the job state changes
+    assert "Sensor returning run requests for 2 run(s)" in out, out[-3000:]
+    new = completed_partitions(stack, "ivr", START + LOADED)
+    assert len(new) >= 4 and f"partitions: {new[0]} .. {new[-1]}" in out
     assert "record_job_events" in out and jobs_before[-1]["id"] in out
     assert "\n{}\n" not in out  # no request without a readable config
     assert control_tables() == before
@@ -233,15 +231,19 @@ def test_a_full_export_outage_is_detected_by_cxones_clock_requested_and_filled(
     world = stack.world
     asked_during_outage: set[str] = set()
     while world.now < START + timedelta(hours=12):
-        world.advance(timedelta(minutes=30))
+        world.advance(timedelta(hours=1))
         daemon.tick("ivr_jobs_sensor")
         data = daemon.evaluate("ivr_gap_sensor")
-        if world.now < outage.end:
-            asked_during_outage |= {r.tags["cxone/interval"] for r in exports(data)}
+        for r in exports(data):
+            reason = r.run_config["ops"]["request_manual_export"]["config"]["reason"]
+            assert "no export job by" in reason and "CXone's clock" in reason  # reported
+            if world.now < outage.end:
+                asked_during_outage.add(r.tags["cxone/interval"])
         daemon.launch("ivr_gap_sensor", data)
         cursor = GapCursor.loads(data.cursor)
         # the gap sensor's now is the simulator's clock (its HTTP Date), not the newest job
-        assert cursor.clock is not None and world.now <= cursor.clock < world.now + DAY / 24
+        clock = cursor.clock
+        assert clock is not None and world.now <= clock < world.now + timedelta(hours=1)
     daemon.tick("ivr_jobs_sensor")
     skipped = {f["interval_start"] for f in world.fault_log if f["kind"] == "outage"}
     assert len(skipped) == 6  # hours 1..6 (due 02:20 .. 07:20) were never exported
@@ -250,7 +252,6 @@ def test_a_full_export_outage_is_detected_by_cxones_clock_requested_and_filled(
     assert {
         f"{_iso(START + k * hour)}/{_iso(START + (k + 1) * hour)}" for k in range(1, 6)
     } <= asked_during_outage
-    assert any("OVERDUE" in s for s in daemon.skips["ivr_gap_sensor"])
     manual = [j for j in jobs_of(stack, "ivr") if j["trigger"] == "MANUAL"]
     assert sorted(j["interval_start"] for j in manual) == sorted(skipped)
     assert {j["status"] for j in manual} == {"COMPLETED"}
@@ -273,7 +274,7 @@ def duckdb_partitions_before(table: Any, key: Any) -> Any:
 def test_ticks_do_bounded_work_and_resume_where_they_stopped(
     make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    stack = load_a_day(make_stack, monkeypatch, tmp_path, ("ivr",))
+    stack = load_some(make_stack, monkeypatch, tmp_path)
     cat = category("ivr")
     pdef = partitions_for(cat, START.date())
     settings = AutomationSettings(
@@ -313,7 +314,7 @@ def test_ticks_do_bounded_work_and_resume_where_they_stopped(
         assert all("STOPPED EARLY" in t.lines[0] for t in ticks[:-1])
         assert "STOPPED EARLY" not in ticks[-1].lines[0]
         assert seen == total
-        assert sorted(requested) == completed_partitions(stack, "ivr", START + DAY)
+        assert sorted(requested) == completed_partitions(stack, "ivr", START + LOADED)
         assert len(set(requested)) == len(requested)  # no partition requested twice
 
         # the file audit checks a bounded slice per tick and goes on from there
@@ -339,7 +340,7 @@ def test_ticks_do_bounded_work_and_resume_where_they_stopped(
             if not rtick.stopped_early:
                 break
         (line,) = [x for x in rtick.lines if x.startswith("file audit:")]
-        files = 24  # one ivr_session file per hour of the loaded day
+        files = 6  # one ivr_session file per loaded hour
         assert len(audited) == -(-files // 5)
         assert audited[-1] is None and all(audited[:-1])
         assert audited[:-1] == sorted(audited[:-1])
