@@ -56,6 +56,8 @@ BACKFILL = "backfill/"
 TAG_RANGE_START = "dagster/asset_partition_range_start"
 TAG_RANGE_END = "dagster/asset_partition_range_end"
 EVENTS_PER_RUN = 500
+LOADED_QUERY_PARTITIONS = 400
+"""Partitions per materialization query (it fetches up to 20 records per partition)."""
 
 
 @dataclass
@@ -645,7 +647,10 @@ def _loaded_jobs(
     """
     out: dict[str, set[str] | None] = {key: set() for key in keys}
     for dt in category.data_types:
-        merged = latest_materializations(instance, table_key(dt), keys)
+        merged: dict[str, dg.EventLogRecord] = {}
+        for i in range(0, len(keys), LOADED_QUERY_PARTITIONS):  # Dagster: <= 10,000 records
+            chunk = list(keys[i : i + LOADED_QUERY_PARTITIONS])
+            merged.update(latest_materializations(instance, table_key(dt), chunk))
         for key in keys:
             ids = _job_ids(merged.get(key))
             current = out[key]
@@ -713,23 +718,53 @@ def reconcile_tick(
         pdef = pdefs[cat.name]
         windows = [w for w in partition_windows(pdef, lo, hi) if w[2] <= hi]
         loaded = _loaded_jobs(instance, cat, [k for k, _, _ in windows])
+        missing_by_key: dict[str, list[str]] = {}
         for key, start, end in windows:
             jobs = covering(completed[cat.name], start, end)
             seen = loaded[key]
             missing = sorted(j.id for j in jobs if seen is None or j.id not in seen)
-            if not jobs or not missing:
+            if jobs and missing:
+                missing_by_key[key] = missing
+        for group in _consecutive(pdef, list(missing_by_key)):
+            if len(group) >= settings.sensor_ranged_run_min_partitions:
+                # a stretch never loaded (e.g. a lost run): ranged runs, like a backfill
+                per_run = settings.sensor_partitions_per_run
+                for i in range(0, len(group), per_run):
+                    chunk = group[i : i + per_run]
+                    ids = sorted({m for key in chunk for m in missing_by_key[key]})
+                    rk = f"reconcile:{chunk[0]}..{chunk[-1]}:{_digest(ids)}"
+                    tick.run_requests.append(
+                        dg.RunRequest(
+                            run_key=rk,
+                            job_name=category_job_name(cat),
+                            run_config=describe_load(
+                                cat, f"{chunk[0]} .. {chunk[-1]}", ids, sensor
+                            ),
+                            tags={
+                                TAG_TRIGGER: sensor,
+                                TAG_RUN_KEY: rk,
+                                TAG_RANGE_START: chunk[0],
+                                TAG_RANGE_END: chunk[-1],
+                                "cxone/jobs": str(len(ids)),
+                            },
+                        )
+                    )
+                    stale.append(f"{cat.name} {chunk[0]} .. {chunk[-1]} ({len(ids)} job(s))")
                 continue
-            digest = hashlib.sha256(",".join(missing).encode()).hexdigest()[:16]
-            rk = f"reconcile:{key}:{digest}"
-            tick.run_requests.append(
-                dg.RunRequest(
-                    run_key=rk,
-                    job_name=category_job_name(cat),
-                    partition_key=key,
-                    tags={TAG_TRIGGER: sensor, TAG_RUN_KEY: rk, TAG_JOB_ID: ",".join(missing)},
+            for key in group:
+                missing = missing_by_key[key]
+                digest = hashlib.sha256(",".join(missing).encode()).hexdigest()[:16]
+                rk = f"reconcile:{key}:{digest}"
+                tick.run_requests.append(
+                    dg.RunRequest(
+                        run_key=rk,
+                        job_name=category_job_name(cat),
+                        partition_key=key,
+                        run_config=describe_load(cat, key, missing, sensor),
+                        tags={TAG_TRIGGER: sensor, TAG_RUN_KEY: rk, TAG_JOB_ID: ",".join(missing)},
+                    )
                 )
-            )
-            stale.append(f"{cat.name} {key} ({', '.join(missing)})")
+                stale.append(f"{cat.name} {key} ({', '.join(missing)})")
     tick.lines.append(
         f"{len(stale)} partition(s) with COMPLETED jobs their last load did not include"
         + (": " + "; ".join(stale[:10]) if stale else "")
