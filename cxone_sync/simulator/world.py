@@ -434,8 +434,12 @@ class World:
         category: str | None = None,
         statuses: Sequence[str] = (),
         updated_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs of a download sorted by (updated_at, id); ``updated_since`` is inclusive."""
+        """Jobs of a download sorted by (updated_at, id); ``updated_since`` is inclusive.
+        ``after``/``limit``: only the page after that (updated_at, id), at most ``limit`` jobs
+        (the dicts of the other jobs are never built: a year of history pages quickly)."""
         with self._lock:
             name = self._require(download_id)
             since = utc(updated_since) if updated_since is not None else None
@@ -448,6 +452,10 @@ class World:
                 and (since is None or (job.updated_at is not None and job.updated_at >= since))
             ]
             jobs.sort(key=lambda j: (j.updated_at, j.id))
+            if after is not None:
+                jobs = [j for j in jobs if (j.updated_at, j.id) > after]
+            if limit is not None:
+                jobs = jobs[:limit]
             return [self._job_dict(job) for job in jobs]
 
     def get_job(self, download_id: str, job_id: str) -> dict[str, Any] | None:
