@@ -44,7 +44,7 @@ from cxone_sync.defs.ingest.assets import latest_materializations, staged_key, t
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
-from cxone_sync.warehouse.base import JobEvent, Warehouse
+from cxone_sync.warehouse.base import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +104,6 @@ def partition_windows(
         tw = pdef.time_window_for_partition_key(key)
         out.append((key, tw.start.astimezone(UTC), tw.end.astimezone(UTC)))
     return out
-
-
-def job_event(job: Job) -> JobEvent:
-    return JobEvent(
-        job_id=job.id,
-        category=job.category,
-        download_id=job.download_id,
-        status=job.status.value,
-        interval_start=job.interval_start,
-        interval_end=job.interval_end,
-        updated_at=job.updated_at,
-        error_details=job.error_details,
-        trigger=job.trigger.value,
-    )
 
 
 def is_lock_error(exc: BaseException) -> bool:
