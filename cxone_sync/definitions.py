@@ -7,6 +7,7 @@ import warnings
 import dagster as dg
 
 from cxone_sync.catalog import CATEGORIES
+from cxone_sync.defs.automation.actions import automation_jobs
 from cxone_sync.defs.automation.sensors import build_automation_sensors
 from cxone_sync.defs.ingest.assets import build_ingest_assets
 from cxone_sync.defs.ingest.jobs import build_jobs
@@ -32,7 +33,7 @@ def defs() -> dg.Definitions:
             settings.cxone_warehouse,
             settings.cxone_backfill_partitions_per_run,
         ),
-        jobs=jobs,
+        jobs=[*jobs, *automation_jobs()],
         sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),
         resources=build_resources(settings),
     )

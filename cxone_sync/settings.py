@@ -70,6 +70,24 @@ class AutomationSettings(BaseSettings):
     )
     max_jobs_per_tick: int = Field(default=2000, alias="CXONE_SENSOR_MAX_JOBS_PER_TICK")
     """Job state changes handled per tick; the rest wait for the next tick (cursor-exact)."""
+    sensor_tick_budget_seconds: float = Field(
+        default=20.0, gt=0, alias="CXONE_SENSOR_TICK_BUDGET_SECONDS"
+    )
+    """Wall time a tick may spend on bounded work (listing, file audit) before it stops, saves
+    its position in the cursor and says so; Dagster's own limit for a tick is 60 s."""
+    reconciliation_max_heads_per_tick: int = Field(
+        default=2000, ge=1, alias="CXONE_RECONCILIATION_MAX_HEADS_PER_TICK"
+    )
+    """Loaded files the file audit re-checks (S3 HEAD) per tick; the next tick goes on."""
+    sensor_ranged_run_min_partitions: int = Field(
+        default=4, ge=2, alias="CXONE_SENSOR_RANGED_RUN_MIN_PARTITIONS"
+    )
+    """Consecutive partitions to load from one tick that become ranged runs (at most
+    CXONE_BACKFILL_PARTITIONS_PER_RUN each) instead of one run per job and partition."""
+    sensor_partitions_per_run: int = Field(
+        default=24, ge=1, alias="CXONE_BACKFILL_PARTITIONS_PER_RUN"
+    )
+    """The assets' BackfillPolicy (same variable as ``cxone_backfill_partitions_per_run``)."""
     recovery_max_attempts: int = Field(default=3, alias="CXONE_RECOVERY_MAX_ATTEMPTS")
     """Manual exports requested for one failed or missing interval before giving up."""
     recovery_backoff_ticks: int = Field(default=1, alias="CXONE_RECOVERY_BACKOFF_TICKS")

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
@@ -170,6 +170,7 @@ class CXoneClient:
         self._token_lock = threading.Lock()
         self._stats = ClientStats()
         self._stats_lock = threading.Lock()
+        self._server_time: tuple[datetime, float] | None = None
         self._http = httpx.Client(
             base_url=self._base_url,
             timeout=timeout,
@@ -206,6 +207,33 @@ class CXoneClient:
         """A snapshot of the counters."""
         with self._stats_lock:
             return replace(self._stats)
+
+    def server_now(self) -> datetime | None:
+        """The API server's clock now: its newest HTTP ``Date`` answer plus the seconds since
+        (local monotonic), or None before any answer carried one.
+
+        The automation sensors take "now" from here (CXone's clock, which is the simulator's
+        simulated clock against the simulator), falling back to the local wall clock.
+        """
+        with self._stats_lock:
+            seen = self._server_time
+        if seen is None:
+            return None
+        date, at = seen
+        return date + timedelta(seconds=max(time.monotonic() - at, 0.0))
+
+    def _note_server_date(self, response: httpx.Response) -> None:
+        value = response.headers.get("Date")
+        if not value:
+            return
+        try:
+            date = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return  # an unparsable Date is ignored, never an error
+        if date.tzinfo is None:
+            date = date.replace(tzinfo=UTC)
+        with self._stats_lock:
+            self._server_time = (date.astimezone(UTC), time.monotonic())
 
     def __repr__(self) -> str:
         return (
@@ -363,7 +391,7 @@ class CXoneClient:
         self._count("api_calls")
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
         try:
-            return self._http.request(
+            response = self._http.request(
                 call.method,
                 call.path,
                 params=tuple(call.params),
@@ -372,6 +400,8 @@ class CXoneClient:
             )
         except (httpx.TransportError, httpx.DecodingError) as exc:
             raise _transport_failure(str(call), exc) from exc
+        self._note_server_date(response)
+        return response
 
     def _decode(self, what: str, response: httpx.Response) -> Any:
         if not response.is_success:

@@ -97,6 +97,24 @@ class CountSkew:
 
 
 @dataclass(frozen=True)
+class Outage:
+    """CXone exports nothing in ``[start, end)``: scheduled exports due then are never created
+    (each logged as an ``outage`` fault); the API itself answers, manual exports work."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", utc(self.start))
+        object.__setattr__(self, "end", utc(self.end))
+        if self.end <= self.start:
+            raise ValueError("an outage must end after it starts")
+
+    def covers(self, t: datetime) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True)
 class FaultConfig:
     duplicate_export_rate: float = 0.0
     duplicate_export_intervals: tuple[datetime, ...] = ()
@@ -139,6 +157,8 @@ class FaultConfig:
     """Share of jobs (scheduled and manual) whose id is hostile: a path traversal, an absolute
     path, '/' '?' '#', unicode with spaces, 1,000+ characters, NUL and control characters, ','
     and '%' (``world.HOSTILE_ID_FORMS``); logged as ``hostile_job_id`` with its form."""
+    outages: tuple[Outage, ...] = ()
+    """Windows in which no scheduled export is created (a full CXone export outage)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -187,6 +207,9 @@ class SimConfig:
     compression: str = "zstd"
     categories: tuple[str, ...] = tuple(c.name for c in CATEGORIES)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    manifests_only: bool = False
+    """Benchmarks of the API side (sensors over a year of history): jobs complete with their
+    manifests (file URIs, zero counts) but no object is written to S3 and no ground truth exists."""
     client_id: str = SIM_CLIENT_ID
     client_secret: str = SIM_CLIENT_SECRET
     access_key_id: str = "sim-access-key"

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from cxone_sync.catalog import CATEGORY_BY_NAME
 from cxone_sync.settings import LOCAL_HOST
 from cxone_sync.simulator._loopback import LoopbackServer
 from cxone_sync.simulator.config import SimConfig
-from cxone_sync.simulator.world import BadRequest, Conflict, NotFound
+from cxone_sync.simulator.world import BadRequest, Conflict, NotFound, World
 
 logger = logging.getLogger(__name__)
 
@@ -473,11 +474,21 @@ class SimApi:
         digest = _query_digest(download_id, category=category, statuses=statuses, since=since)
         token = request.param("page_token")
         after = decode_page_token(token, digest) if token else None
-        jobs = self.world.list_jobs(
-            download_id, category=category, statuses=statuses, updated_since=since
-        )
-        if after is not None:
-            jobs = [job for job in jobs if _sort_key(job) > after]
+        if isinstance(self.world, World):  # the real world builds only the page's job dicts
+            jobs = self.world.list_jobs(
+                download_id,
+                category=category,
+                statuses=statuses,
+                updated_since=since,
+                after=after,
+                limit=limit + 1,
+            )
+        else:
+            jobs = self.world.list_jobs(
+                download_id, category=category, statuses=statuses, updated_since=since
+            )
+            if after is not None:
+                jobs = [job for job in jobs if _sort_key(job) > after]
         page = jobs[:limit]
         next_token = encode_page_token(page[-1], digest) if len(jobs) > limit else None
         return json_response(200, {"jobs": page, "next_page_token": next_token})
@@ -622,6 +633,13 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024  # headers and body leave in one write (no delayed-ACK stalls)
     disable_nagle_algorithm = True
     server: _HttpServer
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header carries the simulated clock (as CXone's carries its own), so a
+        client that takes "now" from its server sees the simulator's time."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        return formatdate(self.server.api.world.now.timestamp(), usegmt=True)
 
     def do_GET(self) -> None:
         self._serve()

@@ -230,6 +230,9 @@ class World:
             self._push(later, "create", twin)
             self._log("duplicate_export", job, detail={"duplicate_job_id": twin.id})
 
+    def _in_outage(self, t: datetime) -> bool:
+        return any(o.covers(t) for o in self.config.faults.outages)
+
     def _job_id(self, *parts: object) -> str:
         plain = rnd.salt(self.config.seed, *parts)
         rate = self.config.faults.hostile_job_ids
@@ -252,6 +255,9 @@ class World:
 
     def _handle(self, kind: str, job: _Job) -> bool:
         """Apply one event; returns whether ``job`` itself changed state."""
+        if kind == "create" and job.trigger == SCHEDULED and self._in_outage(job.created_at):
+            self._log("outage", job, detail={"due": iso(job.created_at)})
+            return False
         if kind == "create":
             self._create(job)
         elif kind == "run":
@@ -282,6 +288,8 @@ class World:
 
     def _reserve(self, job: _Job, dt: DataType, hour: datetime) -> str:
         folder = hour_folder(job.prefix, dt.name, hour)
+        if folder not in self._parts and self.config.manifests_only:
+            self._parts[folder] = 0
         if folder not in self._parts:
             self._parts[folder] = self._first_free_part(folder)
         part = 0 if job.overwrite else self._parts[folder]
@@ -320,7 +328,11 @@ class World:
             self._log("timed_out", job)
             return
         for (name, interval), key in sorted(job.keys.items()):
-            job.files.append(self._write_file(job, job.category.data_type(name), interval, key))
+            dt = job.category.data_type(name)
+            if self.config.manifests_only:
+                job.files.append(_File(key, dt, interval, 0, 0, 0))
+                continue
+            job.files.append(self._write_file(job, dt, interval, key))
         if job.skew_percent:
             self._log("record_count_skew", job, detail={"percent": job.skew_percent})
         if job.omit_files:
@@ -448,8 +460,12 @@ class World:
         category: str | None = None,
         statuses: Sequence[str] = (),
         updated_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs of a download sorted by (updated_at, id); ``updated_since`` is inclusive."""
+        """Jobs of a download sorted by (updated_at, id); ``updated_since`` is inclusive.
+        ``after``/``limit``: only the page after that (updated_at, id), at most ``limit`` jobs
+        (the dicts of the other jobs are never built: a year of history pages quickly)."""
         with self._lock:
             name = self._require(download_id)
             since = utc(updated_since) if updated_since is not None else None
@@ -462,6 +478,10 @@ class World:
                 and (since is None or (job.updated_at is not None and job.updated_at >= since))
             ]
             jobs.sort(key=lambda j: (j.updated_at, j.id))
+            if after is not None:
+                jobs = [j for j in jobs if (j.updated_at, j.id) > after]
+            if limit is not None:
+                jobs = jobs[:limit]
             return [self._job_dict(job) for job in jobs]
 
     def get_job(self, download_id: str, job_id: str) -> dict[str, Any] | None:

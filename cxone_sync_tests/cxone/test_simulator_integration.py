@@ -85,3 +85,26 @@ def test_hostile_job_ids_are_one_url_segment_each(make_stack: MakeStack) -> None
     assert len(forms) == 8 and len(listed) >= 8
     assert fetched == listed
     assert {j.id for j in listed} == {j["id"] for j in stack.world.list_jobs("dl-telephony-prod")}
+
+
+def test_the_client_takes_the_servers_clock_from_the_date_header(make_stack: MakeStack) -> None:
+    # the simulator's clock (2024) is far from the wall clock; the client reports the server's
+    stack = make_stack(categories=("ivr",), scale=0.02)
+    stack.world.advance(timedelta(hours=5, minutes=17))
+    sim = stack.config
+    with CXoneClient(
+        base_url=stack.api_url,
+        client_id=sim.client_id,
+        client_secret=sim.client_secret,
+        download_ids={"ivr": "dl-ivr-prod"},
+    ) as client:
+        assert client.server_now() is None  # nothing answered yet
+        client.download_config("ivr")
+        first = client.server_now()
+        stack.world.advance(timedelta(hours=2))
+        list(client.iter_jobs("ivr"))
+        later = client.server_now()
+    now = stack.world.now
+    assert first is not None and later is not None
+    assert now - timedelta(hours=2) <= first < now - timedelta(hours=1)
+    assert now <= later < now + timedelta(minutes=5)

@@ -31,7 +31,9 @@ from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.defs.test_automation_support import (
     Daemon,
+    exports,
     jobs_of,
+    loads,
     point_platform_at,
     same_rows,
 )
@@ -101,7 +103,12 @@ def test_every_category_gets_its_sensors_from_one_factory(
     names = {s.name for s in defs.sensors or []}
     for cat in ("telephony", "ivr", "speech", "digital", "workforce_management"):
         jobs_sensor = defs.resolve_sensor_def(f"{cat}_jobs_sensor")
-        assert jobs_sensor.job_name == f"sync_{cat}_job"
+        # the load job plus the two jobs that carry the tick's side effects (nothing else)
+        assert [t.job_name for t in jobs_sensor.targets] == [
+            f"sync_{cat}_job",
+            "record_job_events_job",
+            "request_manual_export_job",
+        ]
         assert jobs_sensor.minimum_interval_seconds == 25 * 60
         assert jobs_sensor.default_status == dg.DefaultSensorStatus.STOPPED
         assert f"{cat}_gap_sensor" in names
@@ -164,13 +171,19 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     first = p.daemon.evaluate("ivr_jobs_sensor")
     completed = [j for j in jobs_of(p.stack, "ivr") if j["status"] == "COMPLETED"]
     assert len(completed) == 3  # hours 0 and 1 (twice: a duplicate export); hour 2 not due
-    assert sorted(r.run_key or "" for r in first.run_requests or []) == sorted(
+    assert sorted(r.run_key or "" for r in loads(first)) == sorted(
         f"{j['id']}:{j['interval_start'][:13].replace('T', '-')}:00" for j in completed
     )
-    assert {r.tags[TAG_JOB_ID] for r in first.run_requests or []} == {j["id"] for j in completed}
+    assert {r.tags[TAG_JOB_ID] for r in loads(first)} == {j["id"] for j in completed}
     cursor = JobsCursor.loads(first.cursor)
     newest = max(j["updated_at"] for j in jobs_of(p.stack, "ivr"))
     assert _iso(cursor.position.high_water or START) == newest
+    # the evaluation wrote nothing (no warehouse yet): the transitions travel in one
+    # record_job_events_job run, which records them
+    assert not get_settings().duckdb_path.exists()
+    recording = [r for r in first.run_requests or [] if r.job_name == "record_job_events_job"]
+    assert len(recording) == 1 and len(first.run_requests or []) == 4
+    p.daemon.launch("ivr_jobs_sensor", first)
     assert p.events() == sorted(
         (j["id"], j["status"], datetime.fromisoformat(j["updated_at"].replace("Z", "+00:00")))
         for j in jobs_of(p.stack, "ivr")
@@ -183,8 +196,9 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     before = len(p.events())
     p.world.advance(timedelta(hours=1))
     later = p.daemon.evaluate("ivr_jobs_sensor")
-    new_keys = {r.run_key for r in later.run_requests or []}
-    assert new_keys and not new_keys & {r.run_key for r in first.run_requests or []}
+    new_keys = {r.run_key for r in loads(later)}
+    assert new_keys and not new_keys & {r.run_key for r in loads(first)}
+    p.daemon.launch("ivr_jobs_sensor", later)
     assert len(p.events()) > before
 
 
@@ -239,7 +253,9 @@ def test_a_failed_interval_is_recovered_through_one_manual_export(
     owed = JobsCursor.loads(p.daemon.cursors["ivr_jobs_sensor"]).owed
     assert [(r.attempts, r.export_jobs) for r in owed.values()] == [(1, [manual[0]["id"]])]
     p.world.advance(timedelta(minutes=30))
-    ran = [(r.partition_key, r.tags[TAG_JOB_ID], ok) for r, ok in p.daemon.tick("ivr_jobs_sensor")]
+    ran = [
+        (r.partition_key, r.tags.get(TAG_JOB_ID), ok) for r, ok in p.daemon.tick("ivr_jobs_sensor")
+    ]
     assert ("2024-03-15-01:00", manual[0]["id"], True) in ran
     done = p.manual_jobs("ivr")[0]
     assert done["status"] == "COMPLETED"
@@ -342,11 +358,12 @@ def test_recovery_gives_up_after_bounded_attempts_and_marks_the_partition(
     )
 
 
-def test_a_locked_warehouse_skips_the_tick_without_moving_the_cursor(
+def test_a_locked_warehouse_never_loses_job_state_changes(
     platform: Callable[..., Platform], tmp_path: Path
 ) -> None:
-    # held for the whole tick: a short wait, then the tick is skipped
-    p = platform(categories=("ivr",), env={"CXONE_SENSOR_LOCK_WAIT_SECONDS": "0.5"})
+    # The sensor does not open the warehouse (it writes nothing): another process holding the
+    # lock does not stop the tick; the state changes travel in a record_job_events_job run.
+    p = platform(categories=("ivr",))
     p.world.advance(timedelta(hours=3))
     path = get_settings().duckdb_path
     DuckDBWarehouse(path).ensure_control_tables()
@@ -367,12 +384,12 @@ def test_a_locked_warehouse_skips_the_tick_without_moving_the_cursor(
     finally:
         holder.kill()
         holder.wait()
-    assert not locked.run_requests and locked.cursor is None
-    assert locked.skip_message and "locked" in locked.skip_message
-    assert "ivr_jobs_sensor" not in p.daemon.cursors
-    unlocked = p.daemon.evaluate("ivr_jobs_sensor")
-    assert len(unlocked.run_requests or []) == 2
+    assert len(loads(locked)) == 2 and locked.cursor is not None
+    assert not p.events()  # nothing written by the evaluation
+    assert p.daemon.launch("ivr_jobs_sensor", locked)[0][1]  # the recording run succeeds
     assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
+    again = p.daemon.evaluate("ivr_jobs_sensor")
+    assert not again.run_requests
 
 
 def test_jobs_sensor_waits_for_a_warehouse_held_briefly_instead_of_skipping(
@@ -407,10 +424,12 @@ def test_gap_sensor_exports_due_intervals_without_a_load_or_live_job(
     newest = max(j["updated_at"] for j in jobs_of(p.stack, "speech"))
     assert _iso(cursor.now or START) == newest  # the API's now, not the wall clock (2026)
     p.world.advance(timedelta(hours=2))
-    p.daemon.evaluate("speech_gap_sensor")
+    due = p.daemon.evaluate("speech_gap_sensor")
+    assert not p.manual_jobs("speech")  # the evaluation asks; its run POSTs
+    p.daemon.launch("speech_gap_sensor", due)
     manual = p.manual_jobs("speech")
     assert [(j["interval_start"], j["status"]) for j in manual] == [(_iso(failed_hour), "QUEUED")]
-    p.daemon.evaluate("speech_gap_sensor")  # live now: not asked again
+    p.daemon.tick("speech_gap_sensor")  # live now: not asked again
     assert len(p.manual_jobs("speech")) == 1
     # once loaded, nothing is owed
     p.world.advance(timedelta(minutes=30))
@@ -446,7 +465,7 @@ def test_reconciliation_reloads_exactly_the_partitions_missing_a_completed_job(
     (lost,) = set(twins("COMPLETED")) - {loaded}
     data = p.daemon.evaluate("ivr_jobs_sensor")
     job = p.daemon.defs.resolve_job_def("sync_ivr_job")
-    for request in data.run_requests or []:
+    for request in loads(data):
         if request.tags[TAG_JOB_ID] != lost:  # the duplicate's run is "lost": never launched
             assert job.execute_in_process(
                 partition_key=request.partition_key, instance=p.instance, tags=request.tags
@@ -487,16 +506,21 @@ def test_reconciliation_reverifies_loaded_files_against_s3(
     assert [f for f in p.world.fault_log if f["kind"] == "replaced_bytes"]
     p.daemon.tick("ivr_jobs_sensor")
     first = p.daemon.evaluate(RECONCILIATION_SENSOR)
+    assert not p.manual_jobs("ivr")  # the evaluation asks; its request_manual_export_job POSTs
+    assert [r.tags["cxone/interval"] for r in exports(first)] == [
+        f"{_iso(hour)}/{_iso(hour + timedelta(hours=1))}"
+    ]
+    p.daemon.launch(RECONCILIATION_SENSOR, first)
     manual = p.manual_jobs("ivr")
     assert [(j["interval_start"], j["status"]) for j in manual] == [(_iso(hour), "QUEUED")]
-    assert not first.run_requests
+    assert not loads(first)
     observed = p.instance.fetch_observations(
         dg.AssetRecordsFilter(asset_key=table_key(category("ivr").data_types[0])), limit=5
     ).records
     assert [r.asset_observation.partition for r in observed if r.asset_observation] == [
         "2024-03-15-01:00"
     ]
-    p.daemon.evaluate(RECONCILIATION_SENSOR)  # acknowledged in the cursor: asked once
+    p.daemon.tick(RECONCILIATION_SENSOR)  # acknowledged in the cursor: asked once
     assert len(p.manual_jobs("ivr")) == 1
 
 

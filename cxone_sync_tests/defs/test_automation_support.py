@@ -69,8 +69,13 @@ class Daemon:
 
     def tick(self, sensor_name: str) -> list[tuple[dg.RunRequest, bool]]:
         """Evaluate, then launch every new run key in process; (request, success) per run."""
+        return self.launch(sensor_name, self.evaluate(sensor_name))
+
+    def launch(
+        self, sensor_name: str, data: SensorExecutionData
+    ) -> list[tuple[dg.RunRequest, bool]]:
+        """Launch the new run keys of an evaluation in process; (request, success) per run."""
         sensor = self.defs.resolve_sensor_def(sensor_name)
-        data = self.evaluate(sensor_name)
         out = []
         for request in data.run_requests or []:
             key = (sensor_name, request.run_key or "")
@@ -84,7 +89,7 @@ class Daemon:
                 instance=self.instance,
                 tags={**request.tags, "dagster/sensor_name": sensor_name},
                 raise_on_error=False,
-                run_config=QUIET,
+                run_config={**request.run_config, **QUIET},  # the request's, as the daemon
             )
             self.results.append((sensor_name, request, result.success))
             out.append((request, result.success))
@@ -115,6 +120,16 @@ def same_rows(truth: pa.Table, table: pa.Table, key: Iterable[str]) -> tuple[boo
         if not left.column(name).equals(right.column(name)):
             return False, f"column {name} differs"
     return False, "differs"
+
+
+def loads(data: SensorExecutionData) -> list[dg.RunRequest]:
+    """The partition-load requests of an evaluation (not its job-events or export runs)."""
+    return [r for r in data.run_requests or [] if (r.job_name or "").startswith("sync_")]
+
+
+def exports(data: SensorExecutionData) -> list[dg.RunRequest]:
+    """The manual-export requests of an evaluation."""
+    return [r for r in data.run_requests or [] if r.job_name == "request_manual_export_job"]
 
 
 def jobs_of(stack: Any, category: str) -> list[dict[str, Any]]:

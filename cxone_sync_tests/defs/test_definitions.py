@@ -53,6 +53,11 @@ def test_jobs_sensors_and_storage_checks_are_registered() -> None:
     for cat in CATEGORIES:
         assert f"sync_{cat.name}_job" in jobs
     assert {"sync_hourly_categories_job", "sync_6h_categories_job"} <= jobs
+    # the sensors' side effects run as jobs of their own (a sensor evaluation writes nothing)
+    assert {"record_job_events_job", "request_manual_export_job"} <= jobs
+    for cat in CATEGORIES:
+        targets = defs.resolve_sensor_def(f"{cat.name}_gap_sensor").targets
+        assert [t.job_name for t in targets] == ["request_manual_export_job"]
     sensors = {s.name for s in defs.sensors or []}
     for cat in CATEGORIES:
         assert f"{cat.name}_jobs_sensor" in sensors

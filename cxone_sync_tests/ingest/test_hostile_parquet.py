@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -62,8 +62,10 @@ class ScriptedWorld(World):
         download_id: str,
         *,
         category: str | None = None,
-        statuses: Any = (),
+        statuses: Sequence[str] = (),
         updated_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         self._require(download_id)
         jobs = [
@@ -73,7 +75,10 @@ class ScriptedWorld(World):
             and (not statuses or j["status"] in statuses)
             and (updated_since is None or datetime.fromisoformat(j["updated_at"]) >= updated_since)
         ]
-        return sorted(jobs, key=lambda j: (j["updated_at"], j["id"]))
+        jobs.sort(key=lambda j: (j["updated_at"], j["id"]))
+        if after is not None:
+            jobs = [j for j in jobs if (datetime.fromisoformat(j["updated_at"]), j["id"]) > after]
+        return jobs[:limit] if limit is not None else jobs
 
     def get_job(self, download_id: str, job_id: str) -> dict[str, Any] | None:
         return next((j for j in self.announced if j["id"] == job_id), None)

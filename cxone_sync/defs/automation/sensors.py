@@ -1,12 +1,18 @@
 """The automation sensors, generated per category from the catalog by one factory.
 
-* ``{category}_jobs_sensor``: job state changes since its cursor -> job-events table, one
-  partition load per COMPLETED job and partition (run key ``{job_id}:{partition}``), manual
-  exports for FAILED / TIMED_OUT intervals (bounded, with backoff).
-* ``{category}_gap_sensor``: intervals due by the API's now with no load and no live job ->
-  manual export (bounded lookback).
+* ``{category}_jobs_sensor``: job state changes since its cursor -> a ``record_job_events_job``
+  run (job-events table), partition loads for COMPLETED jobs (one run per job and partition, or
+  ranged runs for long stretches; partitions already loaded from the same jobs skipped), manual
+  exports for FAILED / TIMED_OUT intervals (``request_manual_export_job`` runs, bounded, with
+  backoff).
+* ``{category}_gap_sensor``: intervals overdue by CXone's clock with no load and no live job ->
+  manual-export runs (bounded lookback).
 * ``late_data_reconciliation_sensor`` (daily): partitions older than a day whose COMPLETED jobs
-  the last load did not include -> re-load; loaded files re-verified against S3.
+  the last load did not include -> re-load; loaded files re-verified against S3 (bounded slice
+  per tick).
+
+An evaluation writes nothing but its cursor and run requests (``dagster sensor preview`` is
+safe), and every tick does bounded work, saving its position in the cursor.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category
+from cxone_sync.defs.automation.actions import record_job_events_job, request_manual_export_job
 from cxone_sync.defs.automation.ticks import (
     Tick,
     first_instant,
@@ -72,26 +79,23 @@ def build_jobs_sensor(
 
     @dg.sensor(
         name=name,
-        job=job,
+        jobs=[job, record_job_events_job, request_manual_export_job],
         minimum_interval_seconds=settings.jobs_sensor_interval(category.name),
         default_status=dg.DefaultSensorStatus.STOPPED,
-        description=f"{category.name}: CXone job state changes since the cursor. Records every "
-        "transition in cxone_sync.job_events, loads each partition of every COMPLETED job "
-        "(run key job id + partition), requests manual exports for FAILED/TIMED_OUT intervals "
-        f"(at most {settings.recovery_max_attempts} per interval, backoff in ticks).",
+        description=f"{category.name}: CXone job state changes since the cursor. Requests a "
+        "record_job_events_job run for them (cxone_sync.job_events), loads the partitions of "
+        "every COMPLETED job (run key job id + partition, or ranged runs; partitions already "
+        "loaded from the same jobs are skipped), requests manual exports for FAILED/TIMED_OUT "
+        f"intervals (request_manual_export_job, at most {settings.recovery_max_attempts} per "
+        "interval, backoff in ticks). Writes nothing itself: safe to preview.",
     )
-    def _sensor(
-        context: dg.SensorEvaluationContext,
-        cxone: CXoneAPIResource,
-        warehouse: WarehouseResource,
-    ) -> dg.SensorResult:
+    def _sensor(context: dg.SensorEvaluationContext, cxone: CXoneAPIResource) -> dg.SensorResult:
         with cxone.client() as client:
             tick = jobs_tick(
                 category=category,
                 pdef=pdef,
                 source=client,
-                # writes job events: a short wait for the lock, then the tick is skipped
-                warehouse=warehouse.get(lock_wait_seconds=settings.sensor_lock_wait_seconds),
+                instance=context.instance,
                 cursor_text=context.cursor,
                 settings=settings,
                 history_start=first_instant(start),
@@ -110,11 +114,13 @@ def build_gap_sensor(
 
     @dg.sensor(
         name=name,
+        job=request_manual_export_job,
         minimum_interval_seconds=settings.gap_sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"{category.name}: every interval of the last {settings.gap_lookback_days} "
-        "days due by the API's newest job (interval end + 20 min offset + lag + grace) with no "
-        "loaded partition and no QUEUED/RUNNING/COMPLETED job gets a manual export.",
+        "days overdue by CXone's clock (its HTTP Date; interval end + 20 min offset + lag + "
+        "grace) with no loaded partition and no QUEUED/RUNNING/COMPLETED job gets a manual "
+        "export (a request_manual_export_job run), also when CXone exported nothing at all.",
     )
     def _sensor(context: dg.SensorEvaluationContext, cxone: CXoneAPIResource) -> dg.SensorResult:
         with cxone.client() as client:
@@ -143,7 +149,7 @@ def build_reconciliation_sensor(
 
     @dg.sensor(
         name=RECONCILIATION_SENSOR,
-        jobs=list(jobs),
+        jobs=[*jobs, request_manual_export_job],
         minimum_interval_seconds=settings.reconciliation_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Daily: partitions of the last "

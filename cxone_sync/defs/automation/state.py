@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cxone_sync.cxone.errors import APIStatusError, ConflictError, CXoneError, TransientAPIError
-from cxone_sync.cxone.models import Job, JobStatus, as_utc_iso
+from cxone_sync.cxone.models import Job, JobStatus, JobTrigger, as_utc_iso
 from cxone_sync.cxone.source import ExportSource
 
 CURSOR_VERSION = 1
@@ -53,8 +52,14 @@ class StreamPosition:
     def token(job: Job) -> str:
         return f"{job.id}|{job.status.value}"
 
-    def take(self, jobs: Iterable[Job], limit: int) -> tuple[list[Job], bool]:
-        """The jobs not seen yet (at most ``limit``), advancing the position over them.
+    def take(
+        self,
+        jobs: Iterable[Job],
+        limit: int,
+        out_of_time: Callable[[], bool] = lambda: False,
+    ) -> tuple[list[Job], bool]:
+        """The jobs not seen yet (at most ``limit``, and none once ``out_of_time()``), advancing
+        the position over them.
 
         Returns (new jobs in API order, whether more were left for the next tick).
         """
@@ -66,7 +71,7 @@ class StreamPosition:
                 continue  # the API answered something older than asked: ignore it
             if job.updated_at == self.high_water and self.token(job) in seen:
                 continue
-            if len(fresh) >= limit:
+            if len(fresh) >= limit or (fresh and out_of_time()):
                 self.high_water, self.seen_at_mark = mark, at_mark
                 return fresh, True
             fresh.append(job)
@@ -120,8 +125,8 @@ class RecoveryOutcome:
     """What one tick did about one owed interval (for logs, metadata and tests)."""
 
     kind: str
-    """``requested``, ``conflict``, ``transient``, ``refused``, ``covered``, ``live``,
-    ``waiting``, ``exhausted``."""
+    """``requested`` (a manual-export run is requested), ``covered``, ``live``, ``pending``
+    (the previous attempt's run has not finished), ``waiting``, ``exhausted``."""
     recovery: Recovery
     job_id: str | None = None
     detail: str = ""
@@ -147,20 +152,22 @@ def settle(
     owed: dict[str, Recovery],
     *,
     tick: int,
-    destination_prefix: Callable[[], str],
     max_attempts: int,
     backoff_ticks: int,
     max_exports: int,
     known_jobs: Sequence[Job] | None = None,
+    pending: Callable[[Recovery], str | None] = lambda r: None,
 ) -> list[RecoveryOutcome]:
-    """Request manual exports for the owed intervals that are due; drop the ones now covered.
+    """Decide the manual exports the owed intervals need now; drop the ones now covered.
 
+    Nothing is POSTed here: a ``requested`` outcome becomes a ``request_manual_export_job`` run
+    request (one run key per interval and attempt), so a sensor evaluation has no side effect.
     An interval is covered by a COMPLETED job (removed from ``owed``), waits while a QUEUED or
-    RUNNING job covers it, and otherwise gets a manual export, at most ``max_attempts`` times with
-    a doubling wait in ticks. A 409 means an overlapping manual export already runs: fine, not an
-    attempt. When the attempts run out the interval is marked exhausted (reported once).
-    ``known_jobs``: the category's jobs changed since the earliest owed interval, when the
-    caller already listed them (saves the API call).
+    RUNNING job covers it or while the run of its previous attempt has not finished
+    (``pending``: why it waits, or None), and otherwise gets a manual export, at most
+    ``max_attempts`` times with a doubling wait in ticks. When the attempts run out the interval
+    is marked exhausted (reported once). ``known_jobs``: the category's jobs changed since the
+    earliest owed interval, when the caller already listed them (saves the API call).
     """
     due = [r for r in owed.values() if not r.exhausted and r.next_tick <= tick]
     if not due:
@@ -171,7 +178,6 @@ def settle(
         jobs = [j for j in known_jobs if j.status in LIVE]
     outcomes: list[RecoveryOutcome] = []
     exports = 0
-    prefix: str | None = None
     for r in sorted(due, key=lambda r: r.start):
         start, end = r.window
         around = covering(jobs, start, end)
@@ -181,8 +187,17 @@ def settle(
             outcomes.append(RecoveryOutcome("covered", r, done.id))
             continue
         if around:
+            if r.attempts:  # our export (or one someone asked for since): its id, for the record
+                for j in around:
+                    if j.trigger == JobTrigger.MANUAL and j.id not in r.export_jobs:
+                        r.export_jobs.append(j.id)
             r.next_tick = tick + 1
             outcomes.append(RecoveryOutcome("live", r, around[0].id))
+            continue
+        waiting = pending(r) if r.attempts else None
+        if waiting:
+            r.next_tick = tick + 1
+            outcomes.append(RecoveryOutcome("pending", r, detail=waiting))
             continue
         if r.attempts >= max_attempts:
             r.exhausted = True
@@ -191,42 +206,30 @@ def settle(
         if exports >= max_exports:
             outcomes.append(RecoveryOutcome("waiting", r, detail="export budget of this tick"))
             continue
-        if prefix is None:
-            prefix = destination_prefix()
         exports += 1
-        try:
-            job = source.manual_export(category, start, end, prefix, overwrite=False)
-        except ConflictError as exc:
-            r.next_tick = tick + 1
-            outcomes.append(RecoveryOutcome("conflict", r, detail=str(exc)))
-            continue
-        except TransientAPIError as exc:
-            r.next_tick = tick + 1
-            r.last_error = str(exc)
-            outcomes.append(RecoveryOutcome("transient", r, detail=str(exc)))
-            continue
-        except (APIStatusError, CXoneError) as exc:
-            r.attempts += 1
-            r.last_error = str(exc)
-            r.next_tick = tick + backoff(r.attempts, backoff_ticks)
-            outcomes.append(RecoveryOutcome("refused", r, detail=str(exc)))
-            continue
         r.attempts += 1
-        r.export_jobs.append(job.id)
         r.next_tick = tick + backoff(r.attempts, backoff_ticks)
-        outcomes.append(RecoveryOutcome("requested", r, job.id))
+        outcomes.append(RecoveryOutcome("requested", r))
     return outcomes
 
 
 def owe(
-    owed: dict[str, Recovery], start: datetime, end: datetime, reason: str, job_id: str | None
+    owed: dict[str, Recovery],
+    start: datetime,
+    end: datetime,
+    reason: str,
+    job_id: str | None,
+    manual: bool = False,
 ) -> Recovery:
-    """Register (or refresh) an interval that needs a manual export."""
+    """Register (or refresh) an interval that needs a manual export. A failed MANUAL job after
+    the sensor asked for an export is that export (its failure is the last error)."""
     key = interval_id(start, end)
     r = owed.get(key)
     if r is None:
         r = owed[key] = Recovery(iso(start), iso(end), reason)
-    if job_id and job_id not in r.failed_jobs and job_id not in r.export_jobs:
+    if job_id and manual and r.attempts and job_id not in r.export_jobs:
+        r.export_jobs.append(job_id)
+    elif job_id and job_id not in r.failed_jobs and job_id not in r.export_jobs:
         r.failed_jobs.append(job_id)
     if job_id in r.export_jobs:
         r.last_error = reason
@@ -276,15 +279,19 @@ class JobsCursor:
 @dataclass
 class GapCursor:
     now: datetime | None = None
-    """The API's newest ``updated_at`` seen: the sensor's notion of now."""
+    """The API's newest ``updated_at`` seen (the data's clock)."""
     tick: int = 0
     owed: dict[str, Recovery] = field(default_factory=dict)
+    clock: datetime | None = None
+    """CXone's clock at the last tick (the server's ``Date``, else the local wall clock): what
+    decides that an interval is overdue, also when CXone produced nothing at all."""
 
     def dumps(self) -> str:
         return json.dumps(
             {
                 "v": CURSOR_VERSION,
                 "now": iso(self.now) if self.now else None,
+                "clock": iso(self.clock) if self.clock else None,
                 "tick": self.tick,
                 "recoveries": recoveries_to_json(self.owed),
             },
@@ -296,11 +303,12 @@ class GapCursor:
         if not text:
             return cls()
         doc = json.loads(text)
-        now = doc.get("now")
+        now, clock = doc.get("now"), doc.get("clock")
         return cls(
             parse_iso(now) if now else None,
             int(doc.get("tick", 0)),
             recoveries_from_json(doc.get("recoveries", {})),
+            parse_iso(clock) if clock else None,
         )
 
 
@@ -309,6 +317,9 @@ class ReconciliationCursor:
     now: datetime | None = None
     acknowledged: dict[str, str] = field(default_factory=dict)
     """uri -> S3 version id whose mismatch already got a manual export (asked once)."""
+    audit_after: str | None = None
+    """The file audit's position: the last uri checked in the current round (None: a new
+    round starts at the first uri). A tick checks a bounded number of files from here."""
 
     def dumps(self) -> str:
         return json.dumps(
@@ -316,6 +327,7 @@ class ReconciliationCursor:
                 "v": CURSOR_VERSION,
                 "now": iso(self.now) if self.now else None,
                 "acknowledged": dict(sorted(self.acknowledged.items())),
+                "audit_after": self.audit_after,
             },
             sort_keys=True,
         )
@@ -326,4 +338,8 @@ class ReconciliationCursor:
             return cls()
         doc = json.loads(text)
         now = doc.get("now")
-        return cls(parse_iso(now) if now else None, dict(doc.get("acknowledged", {})))
+        return cls(
+            parse_iso(now) if now else None,
+            dict(doc.get("acknowledged", {})),
+            doc.get("audit_after"),
+        )

@@ -1,0 +1,153 @@
+"""What the automation sensors ask for instead of doing it themselves.
+
+A sensor evaluation writes nothing outside its cursor and its run requests, so ``dagster sensor
+preview`` has no side effect and a tick that is evaluated but never committed changes nothing.
+The two side effects a tick decides on run as small jobs of their own:
+
+* ``record_job_events_job``: the job state changes a jobs-sensor tick saw, written to
+  ``cxone_sync.job_events`` (idempotent: a (job, status) pair is stored once). The events travel
+  in the run config, so the run page shows exactly what was recorded.
+* ``request_manual_export_job``: one CXone manual export (a POST, ``overwrite: false``, into
+  ``{prefix}backfill/``), one run per interval and attempt (run key
+  ``manual-export:{category}:{start}/{end}:{attempt}``), so a repeated request never POSTs twice.
+  A 409 (an overlapping manual export already runs) is a success: the interval is being exported.
+"""
+
+from datetime import datetime
+
+import dagster as dg
+
+from cxone_sync.cxone.errors import ConflictError, CXoneError
+from cxone_sync.cxone.models import Job
+from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL
+from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
+from cxone_sync.warehouse.base import JobEvent
+
+RECORD_JOB_EVENTS_JOB = "record_job_events_job"
+REQUEST_MANUAL_EXPORT_JOB = "request_manual_export_job"
+BACKFILL = "backfill/"
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class JobEventConfig(dg.Config):
+    """One job state change as the API reported it."""
+
+    job_id: str
+    status: str
+    interval_start: str
+    interval_end: str
+    updated_at: str
+    trigger: str
+    download_id: str
+    error_details: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> "JobEventConfig":
+        return cls(
+            job_id=job.id,
+            status=job.status.value,
+            interval_start=_iso(job.interval_start),
+            interval_end=_iso(job.interval_end),
+            updated_at=_iso(job.updated_at),
+            trigger=job.trigger.value,
+            download_id=job.download_id,
+            error_details=job.error_details,
+        )
+
+    def event(self, category: str) -> JobEvent:
+        return JobEvent(
+            job_id=self.job_id,
+            category=category,
+            download_id=self.download_id,
+            status=self.status,
+            interval_start=_parse(self.interval_start),
+            interval_end=_parse(self.interval_end),
+            updated_at=_parse(self.updated_at),
+            error_details=self.error_details,
+            trigger=self.trigger,
+        )
+
+
+class JobEventsConfig(dg.Config):
+    category: str
+    sensor: str = ""
+    events: list[JobEventConfig]
+
+
+class ManualExportConfig(dg.Config):
+    category: str
+    start: str
+    end: str
+    attempt: int
+    reason: str = ""
+    sensor: str = ""
+
+
+@dg.op(
+    pool=WAREHOUSE_POOL,
+    # another process may hold the DuckDB file for a while (a merge, doctor): wait, not fail
+    retry_policy=dg.RetryPolicy(max_retries=5, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    description="Write the job state changes a jobs-sensor tick saw to cxone_sync.job_events.",
+)
+def record_job_events(
+    context: dg.OpExecutionContext, config: JobEventsConfig, warehouse: WarehouseResource
+) -> None:
+    added = warehouse.get().record_job_events([e.event(config.category) for e in config.events])
+    context.log.info(
+        f"{config.category}: {len(config.events)} job state change(s), {added} new in "
+        "cxone_sync.job_events"
+    )
+
+
+@dg.op(
+    description="Ask CXone for a manual export of one interval (overwrite false, into the "
+    "download's prefix + backfill/); a 409 means one already runs.",
+)
+def request_manual_export(
+    context: dg.OpExecutionContext, config: ManualExportConfig, cxone: CXoneAPIResource
+) -> None:
+    start, end = _parse(config.start), _parse(config.end)
+    what = f"{config.category} {config.start} .. {config.end} (attempt {config.attempt})"
+    with cxone.client() as client:
+        try:
+            prefix = client.download_config(config.category).destination.prefix + BACKFILL
+            job = client.manual_export(config.category, start, end, prefix, overwrite=False)
+        except ConflictError as exc:
+            context.log.info(f"manual export for {what}: an overlapping one already runs ({exc})")
+            return
+        except CXoneError as exc:
+            raise dg.Failure(
+                description=f"manual export for {what} was not accepted: {exc}. The sensor asks "
+                "again after its backoff; if this keeps failing, request the export by hand.",
+                metadata={"category": config.category, "interval": f"{config.start}/{config.end}"},
+            ) from None
+    context.log.info(f"manual export {job.id} requested for {what}; reason: {config.reason}")
+
+
+@dg.job(
+    name=RECORD_JOB_EVENTS_JOB,
+    description="Records the job state changes a jobs sensor saw (run config: the events).",
+    tags={"cxone/automation": "job_events"},
+)
+def record_job_events_job() -> None:
+    record_job_events()
+
+
+@dg.job(
+    name=REQUEST_MANUAL_EXPORT_JOB,
+    description="One CXone manual export requested by a sensor (run key per interval+attempt).",
+    tags={"cxone/automation": "manual_export"},
+)
+def request_manual_export_job() -> None:
+    request_manual_export()
+
+
+def automation_jobs() -> list[dg.JobDefinition]:
+    return [record_job_events_job, request_manual_export_job]
