@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance settings live in config/dagster.yaml (not the repository root, where `dagster dev`
+# would warn that a dagster.yaml outside DAGSTER_HOME is ignored); DAGSTER_HOME gets a copy.
+$(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp config/dagster.yaml $@
 
 ## demo: start the local stack, sync one simulated day of every category, print the results
 demo: install $(DAGSTER_HOME)/dagster.yaml

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cxone_sync.catalog import CATEGORIES, Category, category, partition_key
-from cxone_sync.settings import PROJECT_ROOT, get_settings
+from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
 
 
 def _parse_time(value: str) -> datetime:
@@ -36,9 +36,8 @@ def ensure_dagster_home() -> Path:
         return Path(os.environ["DAGSTER_HOME"])
     home = get_settings().cxone_data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / "dagster.yaml"
-    if source.exists() and not (home / "dagster.yaml").exists():
-        shutil.copy(source, home / "dagster.yaml")
+    if INSTANCE_TEMPLATE.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
