@@ -131,7 +131,7 @@ def _collect(
             summary.partitions_failed += len(partitions) - merged.get(table, 0)
 
 
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 """Steps run in the command's process, one after another (as ``execute_in_process`` did)."""
 
 
