@@ -52,13 +52,21 @@ bench: install
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_merge.py
 
-## local-stack: the simulator and the local S3 store on loopback (Ctrl-C stops them)
+STACK_ENV := data/local-stack.env
+STACK_ARGS ?=
+
+## local-stack: the simulator and the local S3 store on loopback (Ctrl-C stops them); a live world
+## (the last 3 days, following the wall clock); its environment goes to data/local-stack.env
 local-stack: install
-	$(BIN)/cxone-sync local-stack
+	$(BIN)/cxone-sync local-stack --env-file $(STACK_ENV) $(STACK_ARGS)
 
 ## dev: the Dagster UI against the local stack (start `make local-stack` in another terminal)
+## (reads data/local-stack.env when the stack runs: partitions start where its history starts)
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	@if [ -f $(STACK_ENV) ]; then echo "make dev: environment of the running local stack ($(STACK_ENV))"; \
+	else echo "make dev: no $(STACK_ENV) (start \`make local-stack\` first for the live world)"; fi
+	set -a; if [ -f $(STACK_ENV) ]; then . ./$(STACK_ENV); fi; set +a; \
+	exec $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf data
