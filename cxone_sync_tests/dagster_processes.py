@@ -112,16 +112,24 @@ def process_env(stack: LocalStack, home: Path, data_dir: Path) -> dict[str, str]
     return env
 
 
-def _stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGTERM the process group (the server, its code server, its run workers), then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):  # stragglers of the group, and the leader
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM every process group (a server, its code servers, its run workers) at once, wait up
+    to ``grace`` seconds for the leaders, then SIGKILL whatever of the groups is left."""
+    for process in processes:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for process in processes:  # stragglers of each group (run workers), and any leader left
+        _signal_group(process, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
 
 
 @contextlib.contextmanager
@@ -141,23 +149,44 @@ def dagster_processes(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
     env = {**process_env(stack, home, data_dir), **(extra_env or {})}
-    port = free_port()
+    port, code_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
+    # One code server shared by the webserver and the daemon, as `dagster dev` does.
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+        f"      port: {code_port}\n      location_name: cxone_sync\n"
+    )
     commands = {
+        "code_server": [
+            str(BIN / "dagster"),
+            *("code-server", "start", "-m", "cxone_sync.definitions", "-a", "defs"),
+            *("--location-name", "cxone_sync", "-h", "127.0.0.1", "-p", str(code_port)),
+            *("-d", str(PROJECT_ROOT)),
+        ],
         "webserver": [
             str(BIN / "dagster-webserver"),
-            *("-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)),
+            *("-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)),
         ],
         "daemon": [
             sys.executable,
             "-m",
             "cxone_sync_tests.fast_daemon",
-            *("run", "-w", "workspace.yaml"),
+            *("run", "-w", str(workspace)),
         ],
     }
     started: list[subprocess.Popen[bytes]] = []
     try:
         for name, command in commands.items():
+            if name == "webserver":  # the code server has loaded the definitions
+                wait_for(
+                    "the code server",
+                    lambda: (
+                        b"Started Dagster code server" in (logs / "code_server.log").read_bytes()
+                        or None
+                    ),
+                    startup_timeout,
+                )
             with (logs / f"{name}.log").open("wb") as log:
                 started.append(
                     subprocess.Popen(
@@ -197,5 +226,4 @@ def dagster_processes(
         wait_for("the daemon's backfill loop", daemon_alive, startup_timeout)
         yield processes
     finally:
-        for process in reversed(started):
-            _stop_group(process)
+        stop_all(started)
