@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: install demo test lint format typecheck validate pytest soak bench dev local-stack clean
+.PHONY: install demo test lint format typecheck validate pytest soak bench dev local-stack ui-check clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,14 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	else echo "make dev: no $(STACK_ENV) (start \`make local-stack\` first for the live world)"; fi
 	set -a; if [ -f $(STACK_ENV) ]; then . ./$(STACK_ENV); fi; set +a; \
 	exec $(BIN)/dagster dev -w workspace.yaml
+
+## ui-check: screenshots of the asset, checks and backfill pages after a UI backfill, taken by
+## headless Chromium (Debian's package, installed here if missing) into data/ui-check/
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+ui-check: install
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,ui]'
+	$(BIN)/python -m cxone_sync_tests.ui_check --out data/ui-check
 
 clean:
 	rm -rf data
