@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cxone_sync.catalog import category, partition_key
 from cxone_sync.simulator.config import CountSkew, FaultConfig, SimConfig
@@ -47,6 +48,26 @@ mutation($params: LaunchBackfillParams!) {
 STATUS = """query($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
 }"""
+
+
+def _dismiss_community_dialog(page: Any) -> None:
+    """The webserver's first-visit "Join the Dagster community" dialog hides the page: Skip it."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=5_000)
+        skip.click()
+    except Exception:
+        return  # not shown (already skipped in this browser)
+
+
+def _open_failing_check(page: Any) -> None:
+    """Select ``record_count`` in the checks tab and show its per-partition results."""
+    try:
+        page.get_by_text("record_count", exact=True).first.click(timeout=10_000)
+        page.wait_for_timeout(1000)
+        page.get_by_role("tab", name="Partitions").last.click(timeout=10_000)
+    except Exception as exc:  # the screenshot still shows the list of checks
+        print(f"ui-check: could not open record_count's partitions: {exc}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,10 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     page = browser.new_page(viewport={"width": 1600, "height": 1000})
                     for name, (url, expected) in pages.items():
                         page.goto(url, wait_until="networkidle", timeout=120_000)
+                        _dismiss_community_dialog(page)
                         try:
                             page.get_by_text(expected).first.wait_for(timeout=60_000)
                         except Exception:
                             missing.append(f"{name}: {expected!r} not on {url}")
+                        if name == "asset-checks.png":
+                            _open_failing_check(page)
                         page.wait_for_timeout(1500)  # let charts and counts settle
                         page.screenshot(path=str(args.out / name), full_page=True)
                         print(f"saved {args.out / name} ({url})")
