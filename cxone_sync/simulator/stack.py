@@ -190,6 +190,12 @@ def config_from_args(args: argparse.Namespace, now: datetime | None = None) -> S
     return SimConfig(seed=args.seed, scale=args.scale, faults=faults, start=start)
 
 
+def catch_up(world: World, within: timedelta = timedelta(seconds=1)) -> None:
+    """Run the clock to the wall clock; again while the exports took more than ``within``."""
+    while (now := datetime.now(UTC)) - world.now > within:
+        world.advance_to(now)
+
+
 def partitions_start(config: SimConfig) -> date:
     """The first partition the platform should show for this world: its first exported day."""
     return config.start.date()
@@ -242,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-                world.advance_to(datetime.now(UTC))
+                catch_up(world)
             if args.advance_to is not None:
                 world.advance_to(args.advance_to)
             elif args.advance_hours is not None:
@@ -257,9 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CXONE_PARTITIONS_START": partitions_start(config).isoformat(),
         }
         lines = export_lines(environment)
-        print("\n".join(lines), flush=True)
-        if args.env_file is not None:
+        if args.env_file is not None:  # before printing: a reader of the lines finds the file
             _write_env_file(args.env_file, lines)
+        print("\n".join(lines), flush=True)
         mode = "follows the wall clock" if live else "fixed (moves with `sim advance`)"
         print(
             f"# CXone simulator at {stack.api_url}, S3 at {stack.s3_url}, "
