@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: install demo test lint format typecheck validate pytest soak soak-daemon bench dev local-stack clean
+.PHONY: install demo test lint format typecheck validate pytest soak soak-daemon bench dev local-stack ui-check clean
 
 install: $(VENV)/.installed
 
@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The instance settings live in config/dagster.yaml (not the repository root, where `dagster dev`
+# would warn that a dagster.yaml outside DAGSTER_HOME is ignored); DAGSTER_HOME gets a copy.
+$(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp config/dagster.yaml $@
 
 ## demo: start the local stack, sync one simulated day of every category, print the results
 ## (WAREHOUSE=snowflake: into the local Snowflake emulator instead of DuckDB)
@@ -57,13 +59,29 @@ bench: install
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_merge.py
 
-## local-stack: the simulator and the local S3 store on loopback (Ctrl-C stops them)
+STACK_ENV := data/local-stack.env
+STACK_ARGS ?=
+
+## local-stack: the simulator and the local S3 store on loopback (Ctrl-C stops them); a live world
+## (the last 3 days, following the wall clock); its environment goes to data/local-stack.env
 local-stack: install
-	$(BIN)/cxone-sync local-stack
+	$(BIN)/cxone-sync local-stack --env-file $(STACK_ENV) $(STACK_ARGS)
 
 ## dev: the Dagster UI against the local stack (start `make local-stack` in another terminal)
+## (reads data/local-stack.env when the stack runs: partitions start where its history starts)
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	@if [ -f $(STACK_ENV) ]; then echo "make dev: environment of the running local stack ($(STACK_ENV))"; \
+	else echo "make dev: no $(STACK_ENV) (start \`make local-stack\` first for the live world)"; fi
+	set -a; if [ -f $(STACK_ENV) ]; then . ./$(STACK_ENV); fi; set +a; \
+	exec $(BIN)/dagster dev -w workspace.yaml
+
+## ui-check: screenshots of the asset, checks and backfill pages after a UI backfill, taken by
+## headless Chromium (Debian's package, installed here if missing) into data/ui-check/
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+ui-check: install
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,ui]'
+	$(BIN)/python -m cxone_sync_tests.ui_check --out data/ui-check
 
 clean:
 	rm -rf data

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cxone_sync.catalog import CATEGORIES, Category, category, partition_key
-from cxone_sync.settings import PROJECT_ROOT, get_settings
+from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
 
 
 def _parse_time(value: str) -> datetime:
@@ -36,9 +36,8 @@ def ensure_dagster_home() -> Path:
         return Path(os.environ["DAGSTER_HOME"])
     home = get_settings().cxone_data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / "dagster.yaml"
-    if source.exists() and not (home / "dagster.yaml").exists():
-        shutil.copy(source, home / "dagster.yaml")
+    if INSTANCE_TEMPLATE.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -65,14 +64,16 @@ def _meta(event: Any) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
 
 
-def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSummary]) -> None:
+def _collect(
+    events: Sequence[Any], partitions: Sequence[str], tables: dict[str, TableSummary]
+) -> None:
     """Fold one run's events (one partition or a range of them) into the per-table summary."""
     from dagster import DagsterEventType
 
     merged: dict[str, int] = {}
     failed_steps: dict[str, str] = {}
     blocked: dict[str, dict[str, str]] = {}
-    for event in result.all_events:
+    for event in events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
             prefix, table = mat.asset_key.path[0], mat.asset_key.path[-1]
@@ -125,16 +126,20 @@ def _collect(result: Any, partitions: Sequence[str], tables: dict[str, TableSumm
             summary.partitions_failed += len(partitions) - merged.get(table, 0)
 
 
+IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
+"""Steps run in the command's process, one after another (as ``execute_in_process`` did)."""
+
+
 def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
-    """Materialize every partition in [start, end) of the categories; 0 when all loaded."""
+    """Materialize every partition in [start, end) of the categories; 0 when all loaded.
+
+    Each run carries the code location's origin (see :mod:`cxone_sync.dagster_runs`), so the UI
+    shows it on the Overview timeline and re-executes it like a run it launched itself.
+    """
     ensure_dagster_home()
     from dagster import DagsterInstance
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
 
-    from cxone_sync.definitions import defs as build_defs
+    from cxone_sync.dagster_runs import CodeLocationRunner, partition_tags
     from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
     from cxone_sync.defs.resources import apply_pool_limit
@@ -142,7 +147,7 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     per_run = get_settings().cxone_backfill_partitions_per_run
 
     selected = [category(c) for c in categories] if categories else list(CATEGORIES)
-    definitions = build_defs()
+    runner = CodeLocationRunner()
     tables: dict[str, TableSummary] = {}
     by_interval: dict[timedelta, list[Category]] = {}
     for cat in selected:
@@ -151,7 +156,6 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     with DagsterInstance.get() as instance:
         apply_pool_limit(instance, get_settings(), WAREHOUSE_POOL)
         for interval, group in sorted(by_interval.items()):
-            job = definitions.resolve_job_def(interval_job_name(interval))
             selection = [
                 k for c in group for dt in c.data_types for k in (staged_key(dt), table_key(dt))
             ]
@@ -159,21 +163,16 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
             # Batched like a UI backfill: ranges of partitions, each partition checked alone.
             for i in range(0, len(keys), per_run):
                 chunk = keys[i : i + per_run]
-                tags = {"cxone/trigger": "cli-sync"}
-                if len(chunk) > 1:
-                    tags[ASSET_PARTITION_RANGE_START_TAG] = chunk[0]
-                    tags[ASSET_PARTITION_RANGE_END_TAG] = chunk[-1]
-                result = job.execute_in_process(
-                    instance=instance,
-                    partition_key=chunk[0] if len(chunk) == 1 else None,
-                    asset_selection=selection,
-                    raise_on_error=False,
-                    tags=tags,
-                    run_config=QUIET,
+                outcome = runner.run(
+                    instance,
+                    interval_job_name(interval),
+                    selection,
+                    tags={"cxone/trigger": "cli-sync", **partition_tags(chunk)},
+                    run_config={**QUIET, **IN_PROCESS},
                 )
                 runs += 1
-                failed_runs += 0 if result.success else 1
-                _collect(result, chunk, tables)
+                failed_runs += 0 if outcome.success else 1
+                _collect(outcome.events, chunk, tables)
     _print_summary(tables, runs, failed_runs)
     return 1 if failed_runs else 0
 

@@ -37,4 +37,9 @@ def defs() -> dg.Definitions:
         sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),
         resources=build_resources(settings),
     )
-    return dg.Definitions.merge(core, build_storage_defs(), build_maintenance_defs(settings))
+    # The bucket checks' daily schedule is on by default only on the embedded default (local stack).
+    return dg.Definitions.merge(
+        core,
+        build_storage_defs(schedule_running=settings.embedded),
+        build_maintenance_defs(settings),
+    )

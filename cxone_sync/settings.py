@@ -32,6 +32,9 @@ DEFAULT_PARTITIONS_START = date(2024, 3, 15)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+INSTANCE_TEMPLATE = PROJECT_ROOT / "config" / "dagster.yaml"
+"""The Dagster instance settings copied into a new DAGSTER_HOME. Not at the repository root:
+`dagster dev` warns about a dagster.yaml in its working folder that is not DAGSTER_HOME."""
 
 
 def _json_object(value: object, variable: str, mapping: str, example: str) -> object:

@@ -28,7 +28,7 @@ from cxone_sync.catalog import CATEGORIES as CATALOG
 from cxone_sync.catalog import category
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.defs.automation.state import JobsCursor
-from cxone_sync.settings import PROJECT_ROOT, get_settings
+from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
 from cxone_sync.simulator.config import FaultConfig, SimConfig
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.defs.test_automation_support import (
@@ -96,7 +96,7 @@ def chaos_config(**api_rates: Any) -> SimConfig:
 
 def temporary_dagster_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
-    config = (PROJECT_ROOT / "dagster.yaml").read_text()
+    config = INSTANCE_TEMPLATE.read_text()
     config += CONSOLIDATED_EVENT_LOG.format(base_dir=json.dumps(str(home / "history")))
     (home / "dagster.yaml").write_text(config)
     monkeypatch.setenv("DAGSTER_HOME", str(home))

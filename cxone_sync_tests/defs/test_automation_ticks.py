@@ -29,7 +29,7 @@ from cxone_sync.defs.automation.ticks import (
     reconcile_tick,
 )
 from cxone_sync.defs.partitions import partitions_for
-from cxone_sync.settings import PROJECT_ROOT, AutomationSettings, get_settings
+from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT, AutomationSettings, get_settings
 from cxone_sync.simulator.config import Outage
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -57,7 +57,7 @@ def _key(value: datetime) -> str:
 def on_disk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 

@@ -173,3 +173,32 @@ def test_merges_with_the_platform_resources(stack_env: LocalStack) -> None:
 @pytest.fixture(autouse=True)
 def _quiet_preview_warnings() -> None:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+
+def test_daily_schedule_runs_the_checks_and_is_on_only_on_the_embedded_default(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxone_sync.definitions import defs as build_defs
+    from cxone_sync.defs.storage.assets import VERIFY_SCHEDULE_NAME
+
+    monkeypatch.delenv("CXONE_API_URL", raising=False)  # the embedded default: the local stack
+    schedule = build_defs().resolve_schedule_def(VERIFY_SCHEDULE_NAME)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.job_name == VERIFY_JOB_NAME
+    assert schedule.cron_schedule == "15 6 * * *" and schedule.execution_timezone == "UTC"
+    monkeypatch.setenv("CXONE_API_URL", "https://api-c1.niceincontact.com")  # a deployment
+    stopped = build_defs().resolve_schedule_def(VERIFY_SCHEDULE_NAME)
+    assert stopped.default_status == dg.DefaultScheduleStatus.STOPPED
+
+    # A tick requests the job, and the job evaluates all five checks against the bucket.
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance)
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert len(requests) == 1
+    stack.world.advance(timedelta(hours=2, minutes=30))
+    job = _defs(_resources(stack, tmp_path)).resolve_job_def(
+        requests[0].job_name or VERIFY_JOB_NAME
+    )
+    evaluations = _evaluations(job.execute_in_process())
+    assert set(evaluations) == set(CHECK_NAMES)
+    assert all(e.passed for e in evaluations.values())

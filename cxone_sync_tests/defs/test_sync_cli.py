@@ -65,6 +65,15 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
                 dg.DagsterRunStatus.SUCCESS,
             ),
         }
+        # first-class runs: recorded with the code location's origin, like UI-launched runs
+        for run in runs:
+            origin = run.remote_job_origin
+            assert origin is not None, run.run_id
+            assert origin.location_name == "cxone_sync"
+            assert origin.repository_origin.repository_name == "__repository__"
+            assert origin.job_name == run.job_name
+            assert run.job_code_origin is not None
+            assert run.tags["cxone/trigger"] == "cli-sync"
         table_key = dg.AssetKey(["cxone", "telephony__cdr"])
         assert instance.get_materialized_partitions(table_key) == {
             f"2024-03-15-{h:02d}:00" for h in (0, 1, 3, 4, 5)

@@ -7,7 +7,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,7 +18,8 @@ from botocore.exceptions import ClientError
 from cxone_sync.settings import SIM_AWS_KEY, SIM_AWS_REGION, get_settings
 from cxone_sync.simulator import __main__ as sim_cli
 from cxone_sync.simulator.config import SimConfig
-from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.simulator.stack import LocalStack, config_from_args, history_start
+from cxone_sync.simulator.stack import _parser as stack_parser
 from cxone_sync_tests.fixtures import MakeStack, build_config
 from cxone_sync_tests.simulator.test_server import JOBS, client
 
@@ -121,6 +124,7 @@ def test_local_stack_command_serves_until_sigint() -> None:
         "0",
         "--s3-port",
         "0",
+        "--fixed-clock",
         "--advance-hours",
         "3",
     ]
@@ -157,6 +161,83 @@ def test_local_stack_command_serves_until_sigint() -> None:
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_live_config_starts_at_midnight_history_days_ago() -> None:
+    now = datetime(2026, 12, 1, 15, 7, 30, tzinfo=UTC)
+    assert history_start(now, 3) == datetime(2026, 11, 28, tzinfo=UTC)
+    live = config_from_args(stack_parser().parse_args(["--history-days", "2"]), now=now)
+    assert live.start == datetime(2026, 11, 29, tzinfo=UTC)
+    fixed = config_from_args(stack_parser().parse_args(["--fixed-clock"]), now=now)
+    assert fixed.start == START  # tests and the demo keep their deterministic clock
+    with pytest.raises(ValueError, match="history-days"):
+        history_start(now, -1)
+
+
+def test_follow_wall_clock_moves_the_world_by_the_elapsed_wall_time(
+    make_stack: MakeStack,
+) -> None:
+    stack = make_stack(scale=0.05)
+    stack.world.advance(timedelta(hours=2))  # a lead given by `sim advance` is kept
+    readings = iter([1000.0, *(1000.0 + 600.0 * k for k in range(1, 10_000))])
+    stack.follow_wall_clock(tick_seconds=0.01, wall=lambda: next(readings))
+    deadline = time.monotonic() + 30
+    while stack.world.now < START + timedelta(hours=3) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stack.stop()  # stops the clock thread first
+    moved = stack.world.now - (START + timedelta(hours=2))
+    # ten-minute steps of the fake wall clock, never backwards, and jobs ran meanwhile
+    assert moved >= timedelta(hours=1) and moved % timedelta(minutes=10) == timedelta(0)
+    assert any(j["status"] == "COMPLETED" for j in stack.world.list_jobs("dl-telephony-prod"))
+
+
+def test_live_local_stack_command_follows_the_wall_clock(tmp_path: Path) -> None:
+    env_file = tmp_path / "local-stack.env"
+    command = [
+        sys.executable,
+        "-m",
+        "cxone_sync.simulator",
+        "local-stack",
+        *("--api-port", "0", "--s3-port", "0", "--scale", "0.02"),
+        *("--history-days", "0", "--tick-seconds", "0.2", "--env-file", str(env_file)),
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        environment: dict[str, str] = {}
+        while "CXONE_PARTITIONS_START" not in environment:
+            line = process.stdout.readline()
+            assert line, (
+                f"local-stack ended early: {process.stderr.read() if process.stderr else ''}"
+            )
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            environment[name] = shlex.split(value)[0]
+        today = datetime.now(UTC).date()
+        # partitions start where the simulator's history starts: no years of empty partitions
+        assert environment["CXONE_PARTITIONS_START"] == today.isoformat()
+        assert env_file.read_text().count("export ") == len(environment)
+        assert env_file.stat().st_mode & 0o777 == 0o600
+
+        api_url = environment["CXONE_API_URL"]
+        first = datetime.fromisoformat(httpx.get(f"{api_url}/sim/clock").json()["now"])
+        assert abs(first - datetime.now(UTC)) < timedelta(minutes=5)
+        deadline = time.monotonic() + 20
+        later = first
+        while later == first and time.monotonic() < deadline:
+            time.sleep(0.2)
+            later = datetime.fromisoformat(httpx.get(f"{api_url}/sim/clock").json()["now"])
+        assert later > first, "the clock did not follow the wall clock"
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert not env_file.exists()
     finally:
         if process.poll() is None:
             process.kill()

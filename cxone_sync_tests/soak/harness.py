@@ -56,7 +56,7 @@ from cxone_sync.defs.automation.sensors import (
 )
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, table_key
 from cxone_sync.defs.maintenance.staging import STAGING_CLEANUP_SENSOR, plan_cleanup
-from cxone_sync.settings import PROJECT_ROOT
+from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT
 from cxone_sync.simulator.config import DriftSpec, FaultConfig, SimConfig
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences
@@ -527,7 +527,7 @@ def _environment(stack: LocalStack, plan: SoakPlan, work: Path, home: Path) -> d
 def _write_instance_config(home: Path, plan: SoakPlan) -> None:
     """The project's dagster.yaml with the soak's run monitoring (short timeouts)."""
     home.mkdir(parents=True, exist_ok=True)
-    config = (PROJECT_ROOT / "dagster.yaml").read_text()
+    config = INSTANCE_TEMPLATE.read_text()
     config = re.sub(r"(?m)^run_monitoring:\n(?:[ #].*\n|\n)*", "", config)
     config += RUN_MONITORING.format(
         start_timeout=plan.start_timeout_seconds, max_runtime=plan.max_runtime_seconds

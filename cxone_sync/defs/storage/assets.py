@@ -4,7 +4,9 @@
 bucket's security settings (versioning, default encryption, public access block, policy), so a
 change to any of them shows up as a new version in the UI. One asset check per bucket preflight
 (the same functions ``cxone-sync doctor`` runs) reports pass or fail with the finding as metadata
-and the exact remedy as the description. ``verify_export_bucket_job`` runs all of them.
+and the exact remedy as the description. ``verify_export_bucket_job`` runs all of them, and the
+``verify_export_bucket_daily`` schedule runs that job once a day (on by default only on the
+embedded default, the local stack; a deployment turns it on under Automation).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from cxone_sync.preflight import CheckLine
 EXPORT_BUCKET_KEY = dg.AssetKey(["s3", "cxone_export_bucket"])
 STORAGE_GROUP = "storage"
 VERIFY_JOB_NAME = "verify_export_bucket_job"
+VERIFY_SCHEDULE_NAME = "verify_export_bucket_daily"
+VERIFY_CRON = "15 6 * * *"
+"""Daily at 06:15 UTC: a bucket setting changed by hand fails a check within a day."""
 
 CHECK_NAMES = (
     preflight.CHECK_VERSIONING,
@@ -158,16 +163,32 @@ def build_storage_checks() -> list[dg.AssetChecksDefinition]:
     ]
 
 
-def build_storage_defs() -> dg.Definitions:
-    """The export bucket source asset, its checks and the job that runs them."""
+def build_storage_defs(schedule_running: bool = False) -> dg.Definitions:
+    """The export bucket source asset, its checks, the job that runs them and its daily schedule.
+
+    ``schedule_running``: the schedule's default status (True on the embedded default, so the local
+    stack evaluates the checks without a click; elsewhere it starts STOPPED like the sensors).
+    """
+    job = dg.define_asset_job(
+        VERIFY_JOB_NAME,
+        selection=dg.AssetSelection.checks_for_assets(EXPORT_BUCKET_KEY),
+        description="Run the export bucket's preflight checks.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name=VERIFY_SCHEDULE_NAME,
+        job=job,
+        cron_schedule=VERIFY_CRON,
+        execution_timezone="UTC",
+        description="Evaluate the export bucket's five preflight checks once a day.",
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING
+            if schedule_running
+            else dg.DefaultScheduleStatus.STOPPED
+        ),
+    )
     return dg.Definitions(
         assets=[cxone_export_bucket],
         asset_checks=build_storage_checks(),
-        jobs=[
-            dg.define_asset_job(
-                VERIFY_JOB_NAME,
-                selection=dg.AssetSelection.checks_for_assets(EXPORT_BUCKET_KEY),
-                description="Run the export bucket's preflight checks.",
-            )
-        ],
+        jobs=[job],
+        schedules=[schedule],
     )
