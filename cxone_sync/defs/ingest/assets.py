@@ -108,7 +108,7 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
     """Check metadata: scalars as they are, structures as JSON."""
     out: dict[str, Any] = {}
     for key, value in metadata.items():
-        if isinstance(value, (int, float, str, bool)) or value is None:
+        if isinstance(value, (int, float, str, bool, dg.MetadataValue)) or value is None:
             out[key] = value
         else:
             out[key] = dg.MetadataValue.json(value)
@@ -437,6 +437,8 @@ def build_data_type_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run),
         pool=WAREHOUSE_POOL,
         can_subset=False,
+        # what a sensor's load request is for, shown by `dagster sensor preview`; not read here
+        config_schema={"cxone_request": dg.Field(dg.Permissive(), is_required=False)},
         description=f"Stage, gate and merge {dt.table}, partition by partition.",
     )
     @retry_transient
