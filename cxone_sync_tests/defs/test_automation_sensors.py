@@ -406,7 +406,7 @@ def test_the_job_events_run_waits_for_a_warehouse_held_briefly_instead_of_failin
     path = get_settings().duckdb_path
     DuckDBWarehouse(path).ensure_control_tables()
     data = p.daemon.evaluate("ivr_jobs_sensor")
-    assert [r.job_name for r in data.run_requests or []][0] == "record_job_events_job"
+    assert (data.run_requests or [])[0].job_name == "record_job_events_job"
     with LockHolder(path) as holder, release_after_waits(holder) as waits:
         launched = p.daemon.launch("ivr_jobs_sensor", data)
     assert waits and f"PID {holder.pid}" in waits[0]  # the run met the lock and waited
