@@ -67,7 +67,7 @@ def test_a_run_that_meets_the_lock_retries_and_loads_the_truth(
     run = _only_run()
     assert run.status == dg.DagsterRunStatus.SUCCESS
     retried = _events(run, dg.DagsterEventType.STEP_UP_FOR_RETRY)
-    assert retried and {e.step_key for e in retried} == {"cxone_staged__ivr__ivr_session"}
+    assert retried and {e.step_key for e in retried} == {"load__ivr__ivr_session"}
     truth = stack.world.ground_truth("ivr", "ivr_session", START, START + timedelta(hours=1))
     assert truth.num_rows > 0
     assert differences(truth, warehouse.reader().read_table(IVR), list(IVR.key)) == []
