@@ -43,8 +43,9 @@ typecheck: install
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+## pytest: two workers (the 2-core CI machine), whole files per worker (module fixtures stay put)
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 ## soak: the long-running tests excluded from the default run (-s: the soak prints its summary)
 soak: install

@@ -141,20 +141,25 @@ def _evaluation(
 
 
 def gate_events(dt: DataType, window: Window, outcome: PartitionLoadOutcome) -> Iterator[Any]:
-    """The staged partition's materialization and its gates (``completed_export`` included)."""
+    """The staged partition's materialization and its gates (``completed_export`` included).
+
+    A partition that was not merged (a gate blocked it, or the warehouse refused it) is not
+    recorded as staged: its failed check or the step's failure says why, and re-executing the
+    backfill's failed partitions then runs both assets of the step again (the step cannot run
+    one without the other)."""
     staged = outcome.staged
     key = staged_key(dt)
-    yield dg.AssetMaterialization(
-        asset_key=key,
-        partition=window.partition_key,
-        metadata={
-            **staged.stats,
-            "blocked": staged.blocked,
-            **job_metadata(staged.jobs),
-            "superseded_jobs": ", ".join(shown(j) for j in staged.superseded_jobs),
-            "window": f"{_iso(window.start)} .. {_iso(window.end)}",
-        },
-    )
+    if outcome.merged is not None:
+        yield dg.AssetMaterialization(
+            asset_key=key,
+            partition=window.partition_key,
+            metadata={
+                **staged.stats,
+                **job_metadata(staged.jobs),
+                "superseded_jobs": ", ".join(shown(j) for j in staged.superseded_jobs),
+                "window": f"{_iso(window.start)} .. {_iso(window.end)}",
+            },
+        )
     yield _evaluation(
         key,
         window.partition_key,
