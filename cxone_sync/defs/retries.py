@@ -27,20 +27,8 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from cxone_sync.cxone.errors import TransientAPIError
 from cxone_sync.settings import get_settings
-from cxone_sync.storage.staging import TransientStagingError
+from cxone_sync.storage.staging import S3_TRANSIENT_CODES, TransientStagingError
 from cxone_sync.warehouse.locks import is_lock_error
-
-S3_TRANSIENT_CODES = frozenset(
-    {
-        "InternalError",
-        "ServiceUnavailable",
-        "SlowDown",
-        "RequestTimeout",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-    }
-)
 
 
 def _transient_one(exc: BaseException) -> bool:

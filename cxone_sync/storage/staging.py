@@ -40,15 +40,18 @@ class TransientStagingError(StagingError):
     boto3's own retries: the staging step is retried rather than the partition blocked."""
 
 
-_TRANSIENT_CODES = {
-    "InternalError",
-    "ServiceUnavailable",
-    "SlowDown",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-}
+S3_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    }
+)
+"""S3 error codes worth retrying later (with any 5xx)."""
 
 
 class UnreadableFileError(StagingError):
@@ -106,7 +109,7 @@ def _client_error(uri: str, exc: ClientError, reader: str) -> StagingError:
             "Request a re-export of the interval (manual export, overwrite false)."
         )
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    if status >= 500 or code in _TRANSIENT_CODES:
+    if status >= 500 or code in S3_TRANSIENT_CODES:
         return TransientStagingError(
             f"cannot read {uri}: S3 answered {code or status} (HTTP {status}) after retries; "
             "the step is retried later"
