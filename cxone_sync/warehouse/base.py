@@ -6,6 +6,7 @@ Everything here is plain data plus one Protocol; implementations live next to it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,25 @@ METADATA_COLUMNS = (
     PARTITION_COLUMN,
     LOADED_AT_COLUMN,
 )
+
+
+def quote(identifier: str) -> str:
+    """The one identifier quoter of both warehouses: every schema, table and column name in
+    rendered SQL goes through it (quoted names are exact, a quote inside is doubled)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class StepClock:
+    """Wall time per merge step (``MergeResult.seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
+        self._last = now
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,9 @@ from cxone_sync.warehouse.base import (
     SchemaError,
     SchemaVersion,
     StagedFile,
+    StepClock,
     Watermark,
+    quote,
 )
 from cxone_sync.warehouse.locks import open_with_wait
 from cxone_sync.warehouse.schema import (
@@ -60,11 +61,6 @@ _MARKER = re.compile(r"cxone_sync control tables version (\d+), applied (\S+)")
 DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 
-def quote(identifier: str) -> str:
-    """The one identifier quoter: every table and column name in rendered SQL goes through it."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 @cache
 def _sql_text(name: str) -> str:
     return package_files("cxone_sync.warehouse").joinpath("sql", f"{name}.sql").read_text()
@@ -81,19 +77,6 @@ def _target(data_type: DataType) -> str:
 
 def _key_match(data_type: DataType) -> str:
     return " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in data_type.key)
-
-
-class _Clock:
-    """Wall time per merge step."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, step: str) -> None:
-        now = time.perf_counter()
-        self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
-        self._last = now
 
 
 @dataclass
@@ -206,7 +189,7 @@ class DuckDBWarehouse:
         files: Sequence[StagedFile],
     ) -> MergeResult:
         """Merge one partition's files newest-wins, all or nothing, in one transaction."""
-        clock = _Clock()
+        clock = StepClock()
         loaded_at = datetime.now(UTC)
         load = _Load(data_type, partition_key, window_start, window_end, loaded_at)
         self._require_writable("merge_partition")
@@ -501,7 +484,9 @@ def _new_files(con: duckdb.DuckDBPyConnection, files: Sequence[StagedFile]) -> l
     return new
 
 
-def _merge(con: duckdb.DuckDBPyConnection, clock: _Clock, load: _Load, plan: _Plan) -> MergeResult:
+def _merge(
+    con: duckdb.DuckDBPyConnection, clock: StepClock, load: _Load, plan: _Plan
+) -> MergeResult:
     data_type = load.data_type
     result = MergeResult(
         files_loaded=len(plan.new_files),

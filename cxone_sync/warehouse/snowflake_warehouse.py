@@ -59,7 +59,9 @@ from cxone_sync.warehouse.base import (
     SchemaError,
     SchemaVersion,
     StagedFile,
+    StepClock,
     Watermark,
+    quote,
 )
 from cxone_sync.warehouse.schema import (
     NULL_TYPE,
@@ -92,11 +94,6 @@ StatementHook = Callable[[str], None]
 
 class CopyProofError(DataError):
     """Snowflake did not load exactly the bytes that were verified: nothing was merged."""
-
-
-def quote(identifier: str) -> str:
-    """The one identifier quoter: every schema, table and column name goes through it."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def string_literal(value: str) -> str:
@@ -257,7 +254,7 @@ class SnowflakeWarehouse:
         window_end: datetime,
         files: Sequence[StagedFile],
     ) -> MergeResult:
-        clock = _Clock()
+        clock = StepClock()
         loaded_at = datetime.now(UTC)
         with self._cursor() as cur:
             plan = self._plan(cur, data_type, files)
@@ -740,17 +737,6 @@ class SnowflakeWarehouse:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, step: str) -> None:
-        now = time.perf_counter()
-        self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
-        self._last = now
 
 
 _CONFLICT_RETRIES = 6
