@@ -135,6 +135,7 @@ def request_manual_export(
     name=RECORD_JOB_EVENTS_JOB,
     description="Records the job state changes a jobs sensor saw (run config: the events).",
     tags={"cxone/automation": "job_events"},
+    executor_def=dg.in_process_executor,
 )
 def record_job_events_job() -> None:
     record_job_events()
@@ -144,6 +145,7 @@ def record_job_events_job() -> None:
     name=REQUEST_MANUAL_EXPORT_JOB,
     description="One CXone manual export requested by a sensor (run key per interval+attempt).",
     tags={"cxone/automation": "manual_export"},
+    executor_def=dg.in_process_executor,
 )
 def request_manual_export_job() -> None:
     request_manual_export()

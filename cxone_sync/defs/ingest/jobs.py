@@ -32,6 +32,10 @@ def build_jobs(categories: tuple[Category, ...]) -> list[dg.UnresolvedAssetJobDe
             selection=category_selection(c),
             description=f"Load one {c.name} interval: verify, check, merge every data type.",
             tags={"cxone/category": c.name},
+            # Sensors launch many small runs of these jobs: one process per run, its steps in
+            # it (the `cxone_warehouse` pool still applies), instead of a process per step
+            # that mostly waits for the pool. Backfills use the interval jobs below.
+            executor_def=dg.in_process_executor,
         )
         for c in categories
     ]
