@@ -130,8 +130,60 @@ IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 """Steps run in the command's process, one after another (as ``execute_in_process`` did)."""
 
 
-def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
-    """Materialize every partition in [start, end) of the categories; 0 when all loaded.
+def current_partitions(
+    instance: Any, group: Sequence[Category], keys: Sequence[str], start: datetime, end: datetime
+) -> tuple[dict[str, set[str]], str | None]:
+    """category -> partitions of ``keys`` already loaded from every COMPLETED export job CXone
+    lists for them now (the jobs sensor's rule: nothing new to load), and why nothing could be
+    skipped (the listing failed: every partition is loaded, as without this check).
+
+    One job listing per category and one event-log query per table, for the whole range.
+    """
+    from cxone_sync.cxone.client import CXoneClient
+    from cxone_sync.cxone.errors import CXoneError
+    from cxone_sync.defs.ingest.loaded import loaded_jobs
+    from cxone_sync.ingest.stage import overlapping, select_jobs
+
+    out: dict[str, set[str]] = {}
+    try:
+        with CXoneClient.from_settings(get_settings()) as client:
+            for cat in group:
+                jobs = select_jobs(client, cat.name, start, end)
+                loaded = loaded_jobs(instance, cat, keys)
+                current = set()
+                for t in cat.interval_starts(start, end):
+                    key = partition_key(t)
+                    expected = {j.id for j in overlapping(jobs, t, t + cat.interval)}
+                    seen = loaded.get(key)
+                    if expected and seen is not None and expected <= seen:
+                        current.add(key)
+                out[cat.name] = current
+    except CXoneError as exc:
+        return {}, f"could not list the export jobs ({exc})"
+    return out, None
+
+
+def _contiguous(keys: Sequence[str], pending: set[str]) -> list[list[str]]:
+    """The pending keys in runs of adjacent partitions (a ranged run covers adjacent ones)."""
+    out: list[list[str]] = []
+    previous = False
+    for key in keys:
+        if key in pending:
+            if previous:
+                out[-1].append(key)
+            else:
+                out.append([key])
+        previous = key in pending
+    return out
+
+
+def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bool = False) -> int:
+    """Materialize the partitions in [start, end) of the categories; 0 when all loaded.
+
+    A partition already loaded from every COMPLETED export job CXone lists for it is skipped
+    (nothing new: a re-run costs a job listing and an event-log query), unless ``force``: then
+    every partition is loaded again, its files verified against the audit ledger (a file
+    replaced in S3 under the same job is downloaded, re-hashed and re-checked).
 
     Each run carries the code location's origin (see :mod:`cxone_sync.dagster_runs`), so the UI
     shows it on the Overview timeline and re-executes it like a run it launched itself.
@@ -152,27 +204,47 @@ def sync(start: datetime, end: datetime, categories: Sequence[str]) -> int:
     by_interval: dict[timedelta, list[Category]] = {}
     for cat in selected:
         by_interval.setdefault(cat.interval, []).append(cat)
-    runs = failed_runs = 0
+    runs = failed_runs = skipped = 0
     with DagsterInstance.get() as instance:
         apply_pool_limit(instance, get_settings(), WAREHOUSE_POOL)
         for interval, group in sorted(by_interval.items()):
-            selection = [
-                k for c in group for dt in c.data_types for k in (staged_key(dt), table_key(dt))
-            ]
             keys = [partition_key(t) for t in group[0].interval_starts(start, end)]
+            current: dict[str, set[str]] = {}
+            if not force and keys:
+                current, why = current_partitions(instance, group, keys, start, end)
+                if why:
+                    print(f"{why}: loading every partition of the range", file=sys.stderr)
+            # a partition runs when one of the group's categories has something new for it;
+            # only those categories' assets are selected for the run
+            todo = {c.name: set(keys) - current.get(c.name, set()) for c in group}
+            pending = set().union(*todo.values())
+            skipped += sum(len(keys) - len(v) for v in todo.values())
             # Batched like a UI backfill: ranges of partitions, each partition checked alone.
-            for i in range(0, len(keys), per_run):
-                chunk = keys[i : i + per_run]
-                outcome = runner.run(
-                    instance,
-                    interval_job_name(interval),
-                    selection,
-                    tags={"cxone/trigger": "cli-sync", **partition_tags(chunk)},
-                    run_config={**QUIET, **IN_PROCESS},
-                )
-                runs += 1
-                failed_runs += 0 if outcome.success else 1
-                _collect(outcome.events, chunk, tables)
+            for stretch in _contiguous(keys, pending):
+                for i in range(0, len(stretch), per_run):
+                    chunk = stretch[i : i + per_run]
+                    selection = [
+                        k
+                        for c in group
+                        if todo[c.name] & set(chunk)
+                        for dt in c.data_types
+                        for k in (staged_key(dt), table_key(dt))
+                    ]
+                    outcome = runner.run(
+                        instance,
+                        interval_job_name(interval),
+                        selection,
+                        tags={"cxone/trigger": "cli-sync", **partition_tags(chunk)},
+                        run_config={**QUIET, **IN_PROCESS},
+                    )
+                    runs += 1
+                    failed_runs += 0 if outcome.success else 1
+                    _collect(outcome.events, chunk, tables)
+    if skipped:
+        print(
+            f"{skipped} category partition(s) skipped: already loaded from every COMPLETED export "
+            "job CXone lists for them (--force loads them again and re-verifies their files)."
+        )
     _print_summary(tables, runs, failed_runs)
     return 1 if failed_runs else 0
 
@@ -214,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[c.name for c in CATEGORIES],
         help="repeatable; default: every category",
     )
+    p_sync.add_argument(
+        "--force",
+        action="store_true",
+        help="load partitions already loaded from the same export jobs again (re-verifies files)",
+    )
     sub.add_parser("local-stack", help="start the simulator and a local S3 store", add_help=False)
     sub.add_parser(
         "local-snowflake", help="start the Snowflake emulator on loopback", add_help=False
@@ -247,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.end <= args.start:
             print("cxone-sync sync: --end must be after --start", file=sys.stderr)
             return 2
-        return sync(args.start, args.end, args.category)
+        return sync(args.start, args.end, args.category, force=args.force)
     if args.command == "doctor":
         from cxone_sync.preflight import doctor
 

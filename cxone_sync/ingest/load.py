@@ -67,16 +67,19 @@ def load_partition(
         staging_dir=staging_dir,
         tolerance=tolerance,
     )
+    # one warehouse connection for the partition's schema and ledger reads and its merge
+    # (opening a DuckDB file costs more than those reads); released between partitions
     try:
-        staged = stager.stage(Window(data_type, partition_key(start), start, end), jobs=jobs)
-        if staged.blocked:
-            return PartitionLoadOutcome(staged, None)
-        try:
-            merged = warehouse.merge_partition(
-                data_type, staged.partition_key, start, end, staged.files
-            )
-        except (SchemaError, DataError) as exc:
-            return PartitionLoadOutcome(staged, None, refused=f"not merged: {exc}")
-        return PartitionLoadOutcome(staged, merged)
+        with warehouse.session():
+            staged = stager.stage(Window(data_type, partition_key(start), start, end), jobs=jobs)
+            if staged.blocked:
+                return PartitionLoadOutcome(staged, None)
+            try:
+                merged = warehouse.merge_partition(
+                    data_type, staged.partition_key, start, end, staged.files
+                )
+            except (SchemaError, DataError) as exc:
+                return PartitionLoadOutcome(staged, None, refused=f"not merged: {exc}")
+            return PartitionLoadOutcome(staged, merged)
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)

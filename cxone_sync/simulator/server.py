@@ -509,6 +509,16 @@ class SimApi:
             raise HttpError(409, "conflict", str(exc)) from None
         except NotFound as exc:
             raise HttpError(404, "not_found", str(exc)) from None
+        # the simulator's own record of what it accepted (a lost answer still created the job)
+        logger.info(
+            "manual export %s accepted for %s: %s .. %s (overwrite %s) into %s",
+            job.get("id"),
+            job.get("category"),
+            job.get("interval_start"),
+            job.get("interval_end"),
+            body.get("overwrite"),
+            body.get("destination_prefix"),
+        )
         return json_response(202, job)
 
     # control endpoints (tests and the CLI; no auth, no faults)

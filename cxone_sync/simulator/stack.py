@@ -15,6 +15,7 @@ is called.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import signal
@@ -239,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``cxone-sync local-stack``; returns the exit code."""
     args = _parser().parse_args(argv)
     live = not args.fixed_clock
+    # the simulator's log lines (e.g. each manual export it accepts) on stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("# sim %(asctime)s %(message)s"))
+    sim_log = logging.getLogger("cxone_sync.simulator")
+    sim_log.addHandler(handler)
+    sim_log.setLevel(logging.INFO)
     try:
         config = config_from_args(args)
         stack = LocalStack(config, api_port=args.api_port, s3_port=args.s3_port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -164,6 +165,10 @@ class Watermark:
 
 class Warehouse(Protocol):
     def ensure_control_tables(self) -> None: ...
+
+    def session(self) -> AbstractContextManager[None]:
+        """Hold one connection for the calls made inside (one partition's stage and merge)."""
+        ...
 
     def merge_partition(
         self,

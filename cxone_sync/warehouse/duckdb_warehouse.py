@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class DuckDBWarehouse:
         self._temp_directory = temp_directory
         self._threads = threads
         self._config: dict[str, Any] = {"preserve_insertion_order": False}
+        self._local = threading.local()
         if memory_limit:
             self._config["memory_limit"] = memory_limit
         if temp_directory:
@@ -141,7 +143,26 @@ class DuckDBWarehouse:
         )
 
     @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold one connection for every call made inside (this thread): opening the file costs
+        more than most reads. The file stays locked for the session: keep it to one partition,
+        so other processes (sensors, doctor) get in between partitions."""
+        if getattr(self._local, "con", None) is not None:
+            yield  # already inside a session
+            return
+        with self._connect() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
+
+    @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        held = getattr(self._local, "con", None)
+        if held is not None:
+            yield held
+            return
         con = self._open()
         try:
             con.execute("SET TimeZone = 'UTC'")

@@ -36,7 +36,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -204,6 +204,10 @@ class SnowflakeWarehouse:
         self._ready = instance_key is not None and instance_key in _CONTROL_READY
 
     # -- plumbing --------------------------------------------------------------------------------
+
+    def session(self) -> AbstractContextManager[None]:
+        """A no-op: the connection factory (the resource) decides how connections are reused."""
+        return nullcontext()
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:

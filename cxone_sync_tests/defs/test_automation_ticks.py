@@ -346,3 +346,68 @@ def test_ticks_do_bounded_work_and_resume_where_they_stopped(
         positions = [a or "" for a in audited[:-1]]
         assert positions == sorted(positions)
         assert f"of {files} loaded file(s)" in line
+
+
+def test_reconciliation_does_not_request_a_partition_whose_load_run_is_queued(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from cxone_sync.definitions import defs
+
+    stack = load_some(make_stack, monkeypatch, tmp_path)
+    cat = category("ivr")
+    pdef = partitions_for(cat, START.date())
+    # every unloaded hour is old enough to reconcile
+    settings = AutomationSettings(CXONE_RECONCILIATION_MIN_AGE_HOURS=1)
+    client = CXoneClient(
+        base_url=stack.api_url,
+        client_id=stack.config.client_id,
+        client_secret=stack.config.client_secret,
+        download_ids=stack.world.download_ids(),
+    )
+    queued_key = _key(START + LOADED + timedelta(hours=1))
+    with client, dg.DagsterInstance.get() as instance:
+
+        def tick() -> Any:
+            return reconcile_tick(
+                categories=[cat],
+                pdefs={"ivr": pdef},
+                source=client,
+                instance=instance,
+                warehouse=DuckDBWarehouse(get_settings().duckdb_path).reader(),
+                s3_client=stack.s3_client(),
+                cursor_text=None,
+                settings=settings,
+                history_start=START,
+                sensor=RECONCILIATION_SENSOR,
+            )
+
+        def requested(t: Any) -> set[str]:
+            keys: set[str] = set()
+            for r in t.run_requests:
+                if r.partition_key:
+                    keys.add(r.partition_key)
+                else:
+                    keys.update(
+                        pdef.get_partition_keys_in_range(
+                            dg.PartitionKeyRange(
+                                r.tags["dagster/asset_partition_range_start"],
+                                r.tags["dagster/asset_partition_range_end"],
+                            )
+                        )
+                    )
+            return keys
+
+        before = requested(tick())
+        assert queued_key in before and len(before) >= 4, before
+        # the jobs sensor's run for that hour exists and has not finished (not started yet)
+        job = defs().resolve_job_def("sync_ivr_job")
+        instance.create_run_for_job(
+            job,
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags={"dagster/partition": queued_key, "cxone/trigger": "ivr_jobs_sensor"},
+        )
+        after = tick()
+        assert requested(after) == before - {queued_key}
+        (line,) = [x for x in after.lines if "COMPLETED jobs their last load" in x]
+        assert "1 more with a load run already queued or running" in line, line
+        assert f"ivr {queued_key}" in line, line

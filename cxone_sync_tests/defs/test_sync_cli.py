@@ -122,5 +122,40 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
         truth = stack.world.ground_truth("telephony", dt.name, START, START + timedelta(hours=6))
         assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
     before = warehouse.read_table(cdr).sort_by("call_uuid")
+    with dg.DagsterInstance.get() as instance:
+        runs_before = len(instance.get_runs())
+    capsys.readouterr()
+    # a re-run with nothing new: no Dagster run at all, the skip said, the table untouched
     assert main([*args, "--category", "telephony"]) == 0
+    out = capsys.readouterr().out
+    assert "6 category partition(s) skipped" in out, out
+    assert "0 Dagster runs, 0 failed." in out, out
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == runs_before
     assert warehouse.read_table(cdr).sort_by("call_uuid").equals(before)
+    # --force loads every partition again (files verified against the ledger): same table
+    assert main([*args, "--category", "telephony", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out and "1 Dagster runs, 0 failed." in out, out
+    assert warehouse.read_table(cdr).sort_by("call_uuid").equals(before)
+    # a new COMPLETED job for one hour: only that partition runs again
+    stack.world.manual_export(
+        "dl-telephony-prod",
+        {
+            "category": "telephony",
+            "start_time": "2024-03-15T04:00:00Z",
+            "end_time": "2024-03-15T05:00:00Z",
+            "overwrite": False,
+            "destination_prefix": "exports/telephony/backfill/",
+        },
+    )
+    stack.world.advance(timedelta(hours=1))
+    assert main([*args, "--category", "telephony"]) == 0
+    out = capsys.readouterr().out
+    assert "5 category partition(s) skipped" in out and "1 Dagster runs, 0 failed." in out, out
+    with dg.DagsterInstance.get() as instance:
+        last = instance.get_runs(limit=1)[0]
+        assert last.tags.get("dagster/partition") == "2024-03-15-04:00", last.tags
+    for dt in category("telephony").data_types:
+        truth = stack.world.ground_truth("telephony", dt.name, START, START + timedelta(hours=6))
+        assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table

@@ -268,7 +268,10 @@ def test_page_token_is_bound_to_its_query(stack: LocalStack) -> None:
         assert mixed.status_code == 400
 
 
-def test_manual_export_accepted_conflict_and_bad_request(stack: LocalStack) -> None:
+def test_manual_export_accepted_conflict_and_bad_request(
+    stack: LocalStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="cxone_sync.simulator")
     stack.world.advance(timedelta(hours=6))
     body = {
         "category": "telephony",
@@ -284,6 +287,12 @@ def test_manual_export_accepted_conflict_and_bad_request(stack: LocalStack) -> N
         job = accepted.json()
         assert (job["status"], job["trigger"]) == ("QUEUED", "MANUAL")
         assert api.get(f"{JOBS}/{job['id']}").json()["id"] == job["id"]
+        # the simulator logs what it accepted (a client whose answer was lost cannot)
+        accepted_lines = [r.getMessage() for r in caplog.records if "accepted" in r.getMessage()]
+        assert accepted_lines == [
+            f"manual export {job['id']} accepted for telephony: 2024-03-15T01:00:00Z .. "
+            "2024-03-15T03:00:00Z (overwrite False) into exports/telephony/backfill/"
+        ]
 
         assert api.post(url, json=body).status_code == 409
         backwards = {**body, "start_time": body["end_time"], "end_time": body["start_time"]}

@@ -92,8 +92,8 @@ run_monitoring:
   enabled: true
   start_timeout_seconds: {start_timeout}
   cancel_timeout_seconds: 60
-  # The default run launcher cannot tell a dead run worker from a live one: a run whose worker
-  # was killed stays STARTED until it exceeds this runtime, then run monitoring fails it.
+  # A killed run worker is found by the launcher's health check (its pid is gone) within
+  # poll_interval_seconds; this runtime limit is the backstop for a hung one.
   max_runtime_seconds: {max_runtime}
   poll_interval_seconds: 5
   free_slots_after_run_end_seconds: 5
@@ -763,9 +763,23 @@ def _settle(
 ) -> None:
     world = stack.world
     limit = plan.end + timedelta(hours=plan.settle_hours)
+    jobs_sensors = [jobs_sensor_name(category(name)) for name in plan.categories]
     while _pending_recoveries(stack, plan) and world.now < limit:
         world.advance(plan.step)
+        advanced = time.time()
         time.sleep(plan.step_seconds)
+        # the sensors' pace, not the wall clock's: on a slow machine each simulated hour of
+        # recovery still gets a jobs-sensor tick that saw it, and that tick's runs end, before
+        # the clock moves on
+        with suppress(TimeoutError):
+            _wait(
+                "the recovery runs of this step",
+                lambda after=advanced: (  # type: ignore[misc]
+                    all(last_tick_after(instance, s, after) for s in jobs_sensors)
+                    and not in_flight(instance)
+                ),
+                plan.step_timeout,
+            )
     pending = _pending_recoveries(stack, plan)
     log(f"soak: settling, clock {world.now.isoformat()}, recoveries pending: {len(pending)}")
     if pending:
@@ -895,8 +909,32 @@ def _check(
             if later:  # records come newest first: the last one is the first success after
                 trigger = later[-1].tags
                 report.recovered_by[
-                    trigger.get("cxone/trigger", trigger.get("dagster/sensor_name", "by hand"))
+                    "run retry (daemon)"
+                    if trigger.get("dagster/parent_run_id")
+                    else trigger.get("cxone/trigger", trigger.get("dagster/sensor_name", "by hand"))
                 ] += 1
+    # a killed load (or job-events) run is re-executed from failure by the daemon (those jobs'
+    # run retries), not left to the next daily reconciliation
+    by_parent = {
+        r.dagster_run.tags.get("dagster/parent_run_id"): r.dagster_run
+        for r in records
+        if r.dagster_run.tags.get("dagster/parent_run_id")
+    }
+    jobs = {f"sync_{c}_job" for c in plan.categories} | {"record_job_events_job"}
+    for kill in report.kills:
+        if kill.kind != "worker" or kill.run_id is None:
+            continue
+        killed = instance.get_run_by_id(kill.run_id)
+        if killed is None or killed.job_name not in jobs:
+            continue
+        retry = by_parent.get(kill.run_id)
+        if retry is None:
+            report.problems.append(f"killed run {kill.run_id} ({kill.what}) was not retried")
+        else:
+            report.notes.append(
+                f"killed run {kill.run_id} retried by the daemon as {retry.run_id} "
+                f"({retry.status.value})"
+            )
     # manual exports
     for name in plan.categories:
         for j in world.list_jobs(world.download_ids()[name]):

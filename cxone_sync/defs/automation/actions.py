@@ -20,6 +20,7 @@ import dagster as dg
 from cxone_sync.cxone.errors import ConflictError, CXoneError
 from cxone_sync.cxone.models import Job
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL
+from cxone_sync.defs.ingest.jobs import RUN_RETRY_TAGS
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
 from cxone_sync.warehouse.base import JobEvent
 
@@ -134,7 +135,8 @@ def request_manual_export(
 @dg.job(
     name=RECORD_JOB_EVENTS_JOB,
     description="Records the job state changes a jobs sensor saw (run config: the events).",
-    tags={"cxone/automation": "job_events"},
+    # recording is idempotent (job id, status, updated_at): a run whose worker died is re-run
+    tags={"cxone/automation": "job_events", **RUN_RETRY_TAGS},
     executor_def=dg.in_process_executor,
 )
 def record_job_events_job() -> None:

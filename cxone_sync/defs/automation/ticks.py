@@ -42,13 +42,9 @@ from cxone_sync.defs.automation.state import (
     owe,
     settle,
 )
-from cxone_sync.defs.ingest.assets import (
-    JOB_IDS_JSON,
-    latest_materializations,
-    load_step_name,
-    table_key,
-)
+from cxone_sync.defs.ingest.assets import load_step_name, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
+from cxone_sync.defs.ingest.loaded import loaded_jobs
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import Warehouse
@@ -65,7 +61,6 @@ BACKFILL = "backfill/"
 TAG_RANGE_START = "dagster/asset_partition_range_start"
 TAG_RANGE_END = "dagster/asset_partition_range_end"
 EVENTS_PER_RUN = 500
-LOADED_QUERY_PARTITIONS = 400
 """Partitions per materialization query (it fetches up to 20 records per partition)."""
 
 
@@ -430,7 +425,7 @@ def load_requests(
         return
     keys = sorted(by_key, key=lambda k: partition_start(pdef, k))
     if instance is not None:
-        loaded = _loaded_jobs(instance, category, keys)
+        loaded = loaded_jobs(instance, category, keys)
         kept = []
         for key in keys:
             seen = loaded[key]
@@ -680,39 +675,32 @@ def gap_tick(
 # ---------------------------------------------------------------- late-data reconciliation
 
 
-def _loaded_jobs(
-    instance: dg.DagsterInstance, category: Category, keys: Sequence[str]
-) -> dict[str, set[str] | None]:
-    """partition -> ids of the jobs its latest load considered (None: some table never loaded).
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
-    Read from the BI table's latest materialization of the partition (metadata ``job_ids``,
-    written per partition by single and ranged runs alike).
-    """
-    out: dict[str, set[str] | None] = {key: set() for key in keys}
-    for dt in category.data_types:
-        merged: dict[str, dg.EventLogRecord] = {}
-        for i in range(0, len(keys), LOADED_QUERY_PARTITIONS):  # Dagster: <= 10,000 records
-            chunk = list(keys[i : i + LOADED_QUERY_PARTITIONS])
-            merged.update(latest_materializations(instance, table_key(dt), chunk))
-        for key in keys:
-            ids = _job_ids(merged.get(key))
-            current = out[key]
-            if ids is None:
-                out[key] = None
-            elif current is not None:
-                current.update(ids)
+
+def partitions_in_flight(
+    instance: dg.DagsterInstance, category: Category, pdef: dg.TimeWindowPartitionsDefinition
+) -> set[str]:
+    """Partitions a queued or running load run of the category (any trigger) will load."""
+    out: set[str] = set()
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(job_name=category_job_name(category), statuses=IN_FLIGHT)
+    )
+    for run in runs:
+        tags = run.tags
+        if "dagster/partition" in tags:
+            out.add(tags["dagster/partition"])
+        elif TAG_RANGE_START in tags and TAG_RANGE_END in tags:
+            keys = pdef.get_partition_keys_in_range(
+                dg.PartitionKeyRange(tags[TAG_RANGE_START], tags[TAG_RANGE_END])
+            )
+            out.update(keys)
     return out
-
-
-def _job_ids(record: dg.EventLogRecord | None) -> set[str] | None:
-    mat = record.asset_materialization if record is not None else None
-    if mat is None or "job_ids" not in mat.metadata:
-        return None
-    exact = getattr(mat.metadata.get(JOB_IDS_JSON), "value", None)
-    if isinstance(exact, list):  # the raw ids, whatever they hold (',' included)
-        return {str(v) for v in exact}
-    value = getattr(mat.metadata["job_ids"], "value", "") or ""
-    return {v.strip() for v in str(value).split(",") if v.strip()}
 
 
 def reconcile_tick(
@@ -760,16 +748,23 @@ def reconcile_tick(
     cursor.now = now
     lo, hi = max(history_start, now - lookback), now - settings.reconciliation_min_age
     stale: list[str] = []
+    waiting: list[str] = []
     for cat in categories:
         pdef = pdefs[cat.name]
         windows = [w for w in partition_windows(pdef, lo, hi) if w[2] <= hi]
-        loaded = _loaded_jobs(instance, cat, [k for k, _, _ in windows])
+        loaded = loaded_jobs(instance, cat, [k for k, _, _ in windows])
+        queued = partitions_in_flight(instance, cat, pdef)
         missing_by_key: dict[str, list[str]] = {}
         for key, start, end in windows:
             jobs = covering(completed[cat.name], start, end)
             seen = loaded[key]
             missing = sorted(j.id for j in jobs if seen is None or j.id not in seen)
             if jobs and missing:
+                if key in queued:
+                    # a load run of this partition (whoever requested it) is queued or
+                    # running: it lists the partition's jobs when it runs; judge after it ends
+                    waiting.append(f"{cat.name} {key}")
+                    continue
                 missing_by_key[key] = missing
         for group in _consecutive(pdef, list(missing_by_key)):
             if len(group) >= settings.sensor_ranged_run_min_partitions:
@@ -816,6 +811,12 @@ def reconcile_tick(
     tick.lines.append(
         f"{len(stale)} partition(s) with COMPLETED jobs their last load did not include"
         + (": " + "; ".join(stale[:10]) if stale else "")
+        + (
+            f"; {len(waiting)} more with a load run already queued or running, not requested "
+            "again: " + "; ".join(waiting[:10])
+            if waiting
+            else ""
+        )
     )
     _audit_files(
         tick, categories, pdefs, completed, warehouse, s3_client, cursor, settings, sensor, budget

@@ -10,6 +10,16 @@ import dagster as dg
 from cxone_sync.catalog import Category
 from cxone_sync.defs.ingest.assets import staged_key, table_key
 
+RUN_RETRY_TAGS = {
+    "dagster/max_retries": "2",
+    "dagster/retry_strategy": "FROM_FAILURE",
+    "dagster/retry_on_asset_or_op_failure": "false",
+}
+"""Sensor-launched loads whose run dies (a killed or lost run worker, a run-monitoring timeout)
+are re-executed from failure by the daemon, at most twice. A failed step is not: transient step
+failures already had their op retries with backoff (:mod:`cxone_sync.defs.retries`), and a
+blocked partition would only block again."""
+
 
 def category_selection(category: Category) -> dg.AssetSelection:
     keys = [k for dt in category.data_types for k in (staged_key(dt), table_key(dt))]
@@ -31,7 +41,7 @@ def build_jobs(categories: tuple[Category, ...]) -> list[dg.UnresolvedAssetJobDe
             category_job_name(c),
             selection=category_selection(c),
             description=f"Load one {c.name} interval: verify, check, merge every data type.",
-            tags={"cxone/category": c.name},
+            tags={"cxone/category": c.name, **RUN_RETRY_TAGS},
             # Sensors launch many small runs of these jobs: one process per run, its steps in
             # it (the `cxone_warehouse` pool still applies), instead of a process per step
             # that mostly waits for the pool. Backfills use the interval jobs below.
