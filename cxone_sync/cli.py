@@ -10,9 +10,10 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,26 @@ def current_partitions(
     return out, None
 
 
+def range_problem(
+    start: datetime, end: datetime, selected: Sequence[Category], first_day: date
+) -> str | None:
+    """Why ``sync`` refuses [start, end) (None: it does not)."""
+    first = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    if start < first:
+        return (
+            f"--start {start:%Y-%m-%dT%H:%M}Z is before the first partition "
+            f"({first:%Y-%m-%d}, CXONE_PARTITIONS_START): Dagster has no partition there. Start "
+            "at or after it, or set CXONE_PARTITIONS_START earlier"
+        )
+    if not any(c.interval_starts(start, end) for c in selected):
+        return (
+            f"[{start:%Y-%m-%dT%H:%M}Z, {end:%Y-%m-%dT%H:%M}Z) holds no whole partition of "
+            f"{', '.join(c.name for c in selected)}: partitions are whole hours (6-hourly "
+            "categories: 00:00, 06:00, 12:00, 18:00 UTC); widen the range"
+        )
+    return None
+
+
 def _contiguous(keys: Sequence[str], pending: set[str]) -> list[list[str]]:
     """The pending keys in runs of adjacent partitions (a ranged run covers adjacent ones)."""
     out: list[list[str]] = []
@@ -196,9 +217,23 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
     from cxone_sync.defs.ingest.jobs import interval_job_name
     from cxone_sync.defs.resources import apply_pool_limit
 
-    per_run = get_settings().cxone_backfill_partitions_per_run
+    settings = get_settings()
+    per_run = settings.cxone_backfill_partitions_per_run
 
     selected = [category(c) for c in categories] if categories else list(CATEGORIES)
+    problem = range_problem(start, end, selected, settings.cxone_partitions_start)
+    if problem:
+        print(f"cxone-sync sync: {problem}", file=sys.stderr)
+        return 2
+    for cat in selected:
+        if not cat.interval_starts(start, end):
+            hours = int(cat.interval.total_seconds() // 3600)
+            print(
+                f"cxone-sync sync: {cat.name}: no whole {hours}-hour partition in "
+                f"[{start:%Y-%m-%dT%H:%M}Z, {end:%Y-%m-%dT%H:%M}Z) (its partitions start every "
+                f"{hours} h from 00:00 UTC); nothing to load for it, widen the range to load it",
+                file=sys.stderr,
+            )
     runner = CodeLocationRunner()
     tables: dict[str, TableSummary] = {}
     by_interval: dict[timedelta, list[Category]] = {}
@@ -230,6 +265,7 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
                         for dt in c.data_types
                         for k in (staged_key(dt), table_key(dt))
                     ]
+                    began = time.monotonic()
                     outcome = runner.run(
                         instance,
                         interval_job_name(interval),
@@ -240,6 +276,14 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
                     runs += 1
                     failed_runs += 0 if outcome.success else 1
                     _collect(outcome.events, chunk, tables)
+                    span = chunk[0] if len(chunk) == 1 else f"{chunk[0]} .. {chunk[-1]}"
+                    print(
+                        f"run {runs}: {span} ({len(chunk)} partition(s) of "
+                        f"{', '.join(sorted(n for n in todo if todo[n] & set(chunk)))}): "
+                        f"{'loaded' if outcome.success else 'FAILED (see below)'} in "
+                        f"{time.monotonic() - began:.1f} s, run {outcome.run_id}",
+                        flush=True,
+                    )
     if skipped:
         print(
             f"{skipped} category partition(s) skipped: already loaded from every COMPLETED export "

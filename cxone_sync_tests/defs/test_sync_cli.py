@@ -41,6 +41,12 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
     out = capsys.readouterr().out
     assert code == 1, out
     assert "record_count" in out and "2024-03-15-02:00" in out
+    # a line per run as it ends, before the summary
+    assert (
+        "run 1: 2024-03-15-00:00 .. 2024-03-15-05:00 (6 partition(s) of telephony): FAILED" in out
+    ), out
+    assert "run 2: 2024-03-15-00:00 (1 partition(s) of workforce_management): loaded" in out, out
+    assert out.index("run 2: ") < out.index("Dagster runs")
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         # batched like a UI backfill: one ranged run per interval length, not one per partition
@@ -159,3 +165,24 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
     for dt in category("telephony").data_types:
         truth = stack.world.ground_truth("telephony", dt.name, START, START + timedelta(hours=6))
         assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
+
+
+def test_sync_refuses_ranges_without_partitions_and_names_skipped_categories(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CXONE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CXONE_PARTITIONS_START", "2024-03-15")
+    (tmp_path / "home").mkdir()
+    # before the first partition: refused, nothing run
+    code = main(["sync", "--start", "2024-03-14T00:00Z", "--end", "2024-03-15T06:00Z"])
+    err = capsys.readouterr().err
+    assert code == 2 and "before the first partition (2024-03-15" in err, err
+    assert "CXONE_PARTITIONS_START" in err
+    # 03:00-09:00 holds no whole 6-hour partition: refused for a 6-hourly category alone
+    args = ["sync", "--start", "2024-03-15T03:00Z", "--end", "2024-03-15T09:00Z"]
+    code = main([*args, "--category", "workforce_management"])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds no whole partition of workforce_management" in err, err
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_runs() == []
