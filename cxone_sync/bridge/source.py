@@ -429,3 +429,45 @@ def _category(name: str) -> Category:
 
 def bridged_categories(settings: Settings) -> list[str]:
     return [c.name for c in CATEGORIES if settings.source_for(c.name) != "data_download"]
+
+
+def build_bridge(
+    settings: Settings,
+    s3_client: Any,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    now: Callable[[], datetime] | None = None,
+    attempts: int = 3,
+) -> Bridge:
+    """The bridge from the environment alone (CONTRACT §4 variables plus the bridge's)."""
+    import time
+
+    from cxone_sync.bridge.extraction import ExtractionPolicy
+
+    if settings.cxone_access_key_id is None or settings.cxone_access_key_secret is None:
+        raise ValueError(
+            "the Data Extraction API needs CXONE_ACCESS_KEY_ID and CXONE_ACCESS_KEY_SECRET "
+            "(an API user's access key; the password grant)"
+        )
+    extractor = DataExtractionClient(
+        auth_url=settings.cxone_auth_url,
+        client_id=settings.cxone_client_id,
+        client_secret=settings.cxone_client_secret,
+        access_key_id=settings.cxone_access_key_id,
+        access_key_secret=settings.cxone_access_key_secret,
+        lock_dir=settings.cxone_data_dir / "locks",
+        clock=clock or time.time,
+        sleep=sleep or time.sleep,
+        tenant_id=settings.cxone_tenant_id,
+        api_url=settings.cxone_extraction_api_url,
+        policy=ExtractionPolicy(min_interval=settings.cxone_extraction_min_interval_seconds),
+    )
+    source = BridgeSource(s3_client, settings.cxone_bucket, settings.cxone_bridge_prefix)
+    return Bridge(
+        source,
+        extractor,
+        entity_mappings(settings),
+        now=now or (lambda: datetime.now(UTC)),
+        attempts=attempts,
+    )
