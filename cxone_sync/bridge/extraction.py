@@ -46,6 +46,26 @@ from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
 
 log = logging.getLogger(__name__)
 
+
+class _RedactQueries(logging.Filter):
+    """httpx logs every request URL at INFO; a pre-signed link's query is its credential.
+    A message naming a signed URL loses every query string (only such messages change)."""
+
+    _QUERY = re.compile(r"\?[^\s\"']*")
+    _SIGNED = re.compile(r"signature=|sig=|x-amz-|token=|credential=", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self._SIGNED.search(message):
+            record.msg = self._QUERY.sub("?[redacted]", message)
+            record.args = ()
+        return True
+
+
+for _name in ("httpx", "httpcore"):
+    if not any(isinstance(f, _RedactQueries) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_RedactQueries())
+
 JOBS_PATH = "/data-extraction/v1/jobs"
 DEFAULT_AUTH_URL = "https://cxone.niceincontact.com"
 MAX_WINDOW = timedelta(days=14)
@@ -386,8 +406,12 @@ class DataExtractionClient:
                 self._token = None
                 continue
             if status in (403, 429) or status >= 500:
+                # Retry-After when given, else a growing pause: a server that counts refused
+                # calls too (a limiter wider than 30 s) is waited out, not hammered.
                 wait = _retry_after(response.headers.get("Retry-After"))
-                wait = min(wait if wait is not None else 0.0, self.policy.max_retry_after)
+                if wait is None:
+                    wait = self.policy.min_interval * attempt
+                wait = min(wait, self.policy.max_retry_after)
                 log.warning(
                     "%s answered %d (busy or too soon); waiting %.0f s more, attempt %d of %d",
                     what,
