@@ -36,25 +36,33 @@ from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.fixtures import MakeStack
 
-CATEGORIES = ["telephony", "quality_management"]
-HOURS = 12
+FAST = (["ivr", "quality_management"], 12)
+WHOLE = (
+    ["telephony", "ivr", "speech", "digital", "workforce_management", "quality_management"],
+    24,
+)
 
 
-@pytest.fixture
-def world(make_stack: MakeStack) -> Iterator[tuple[LocalStack, datetime, datetime]]:
+@pytest.fixture(
+    params=[pytest.param(FAST, id="fast"), pytest.param(WHOLE, id="day", marks=pytest.mark.soak)]
+)
+def world(
+    make_stack: MakeStack, request: pytest.FixtureRequest
+) -> Iterator[tuple[LocalStack, datetime, datetime, list[str]]]:
+    categories, hours = request.param
     stack = make_stack(scale=0.1)
     start = stack.config.start
-    end = start + timedelta(hours=HOURS)
+    end = start + timedelta(hours=hours)
     stack.world.advance_to(end + timedelta(hours=3))
-    yield stack, start, end
+    yield stack, start, end, categories
 
 
 def bridge_env(
-    stack: LocalStack, fake: ExtractionFake, mapping: str, tmp_path: Path
+    stack: LocalStack, fake: ExtractionFake, mapping: str, tmp_path: Path, categories: list[str]
 ) -> dict[str, str]:
     """Environment variables alone point the bridge at a tenant (here: the fake)."""
     return {
-        "CXONE_SOURCE": json.dumps({c: "data_extraction" for c in CATEGORIES}),
+        "CXONE_SOURCE": json.dumps({c: "data_extraction" for c in categories}),
         "CXONE_AUTH_URL": fake.url,
         "CXONE_CLIENT_ID": FAKE_CLIENT_ID,
         "CXONE_CLIENT_SECRET": FAKE_CLIENT_SECRET,
@@ -67,6 +75,7 @@ def bridge_env(
 
 
 def load_all(
+    categories: list[str],
     stack: LocalStack,
     source: BridgeSource,
     warehouse: DuckDBWarehouse,
@@ -75,7 +84,7 @@ def load_all(
     staging: Path,
 ) -> dict[str, Any]:
     outcomes: dict[str, Any] = {}
-    for name in CATEGORIES:
+    for name in categories:
         cat = category(name)
         prefix = source.download_config(name).destination.prefix
         for dt in cat.data_types:
@@ -95,24 +104,24 @@ def load_all(
 
 
 def test_data_extraction_through_the_bridge_equals_the_truth(
-    world: tuple[LocalStack, datetime, datetime],
+    world: tuple[LocalStack, datetime, datetime, list[str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    stack, start, end = world
+    stack, start, end, categories = world
     clock = FakeClock()
-    entities, data, mapping = world_entities(stack.world, CATEGORIES)
-    cdr = "sim-telephony-cdr"
+    entities, data, mapping = world_entities(stack.world, categories)
+    first = f"sim-{categories[0]}-{category(categories[0]).data_types[0].name}".replace("_", "-")
     faults = FakeConfig(
         job_seconds=75,
         busy_calls=3,
         expired_links=2,
-        outcomes={cdr: ["FAILED", "EXPIRED"], "sim-quality-management-evaluation": ["CANCELLED"]},
+        outcomes={first: ["FAILED", "EXPIRED"], "sim-quality-management-evaluation": ["CANCELLED"]},
     )
     with ExtractionFake(data, entities, clock=clock, config=faults) as fake:
-        for key, value in bridge_env(stack, fake, mapping, tmp_path).items():
+        for key, value in bridge_env(stack, fake, mapping, tmp_path, categories).items():
             monkeypatch.setenv(key, value)
         settings = Settings()
         bridge = build_bridge(
@@ -122,11 +131,12 @@ def test_data_extraction_through_the_bridge_equals_the_truth(
             sleep=clock.sleep,
             now=lambda: stack.world.now,
         )
-        jobs = [j for c in CATEGORIES for j in bridge.sync(c, start, end)]
-        assert bridge.sync("telephony", start, end) == [], "a synced interval is not asked again"
+        jobs = [j for c in categories for j in bridge.sync(c, start, end)]
+        assert bridge.sync(categories[0], start, end) == [], "a synced interval is not asked again"
         refusals = list(fake.refusals)
 
-    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * (HOURS + 2)
+    expected = sum(len(category(c).interval_starts(start, end)) for c in categories)
+    assert [j.status for j in jobs] == [JobStatus.COMPLETED] * expected
     assert bridge.stats.extraction_retries == 3  # FAILED, EXPIRED, CANCELLED: asked again
     assert refusals.count(429) >= 3
     assert clock.slept > 0 and clock.slept == pytest.approx(clock() - 1_700_000_000.0)
@@ -139,40 +149,38 @@ def test_data_extraction_through_the_bridge_equals_the_truth(
         key = f.uri.split("/", 3)[3]
         got = s3.get_object(Bucket=stack.config.bucket, Key=key)
         assert got["Metadata"]["sha256"] == hashlib.sha256(got["Body"].read()).hexdigest()
-        assert key.startswith("cxone-bridge/telephony/")
+        assert key.startswith(f"cxone-bridge/{categories[0]}/")
 
     source = bridge.source
     warehouse = DuckDBWarehouse(tmp_path / "bridge.duckdb")
-    outcomes = load_all(stack, source, warehouse, start, end, tmp_path / "staging")
+    outcomes = load_all(categories, stack, source, warehouse, start, end, tmp_path / "staging")
     not_merged = {k: o.reason for k, o in outcomes.items() if o.merged is None}
     assert not_merged == {}
     rows = 0
-    for name in CATEGORIES:
+    for name in categories:
         for dt in category(name).data_types:
             truth = stack.world.ground_truth(name, dt.name, start, end)
             table = warehouse.read_table(dt)
             assert differences(truth, table, list(dt.key)) == [], dt.table
             rows += table.num_rows
-    assert rows > 500
+    assert rows > 200
 
     for secret in (FAKE_CLIENT_SECRET, FAKE_ACCESS_KEY_SECRET, "fake-signature"):
         assert secret not in caplog.text
 
 
 def test_failed_extraction_is_a_failed_manifest_then_a_manual_export_recovers(
-    world: tuple[LocalStack, datetime, datetime], tmp_path: Path
+    make_stack: MakeStack, tmp_path: Path
 ) -> None:
     """Bounded retries, then FAILED with the reason, as a Data Download job fails; the
     platform's recovery asks for a manual export, which the bridge performs."""
-    stack, start, _ = world
+    stack = make_stack(scale=0.1)
+    start = stack.config.start
+    stack.world.advance_to(start + timedelta(hours=9))
     clock = FakeClock()
     entities, data, _ = world_entities(stack.world, ["quality_management"])
     evaluation = "sim-quality-management-evaluation"
     config = FakeConfig(job_seconds=1, outcomes={evaluation: ["FAILED"] * 3})
-    mapping = {
-        ("quality_management", "evaluation"): None,
-    }
-    del mapping
     with ExtractionFake(data, entities, clock=clock, config=config) as fake:
         client = DataExtractionClient(
             auth_url=fake.url,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_requests_are_exactly_the_documented_ones(
     }
     assert fake.requests[-1].auth == "", "the bearer token never travels to the result link"
     api_calls = [r.at for r in fake.requests if r.path.startswith(JOBS)]
-    gaps = [b - a for a, b in zip(api_calls, api_calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(api_calls)]
     assert gaps and min(gaps) >= 30.0
     assert fake.refusals == []
 
@@ -114,9 +115,11 @@ def test_a_job_running_too_long_is_given_up(
     make_fake: MakeFake, clock: FakeClock, tmp_path: Path
 ) -> None:
     fake = make_fake(job_seconds=10_000)
-    with client_for(fake, clock, tmp_path, max_poll_seconds=300) as client:
-        with pytest.raises(ExtractionJobFailed, match="still RUNNING") as err:
-            client.extract(ENTITY, VERSION, T0, T1)
+    with (
+        client_for(fake, clock, tmp_path, max_poll_seconds=300) as client,
+        pytest.raises(ExtractionJobFailed, match="still RUNNING") as err,
+    ):
+        client.extract(ENTITY, VERSION, T0, T1)
     assert err.value.status == "TIMED_OUT"
 
 
@@ -141,7 +144,7 @@ def test_two_clients_of_one_tenant_share_the_spacing(
         assert a.pacer.path == b.pacer.path
     assert fake.refusals == []
     api_calls = [r.at for r in fake.requests if r.path.startswith(JOBS)]
-    assert min(b - a for a, b in zip(api_calls, api_calls[1:], strict=False)) >= 30.0
+    assert min(b - a for a, b in itertools.pairwise(api_calls)) >= 30.0
 
 
 def test_bad_credentials_and_secrets_never_shown(
