@@ -143,9 +143,9 @@ def test_data_extraction_through_the_bridge_equals_the_truth(
 
     # every file carries its SHA-256 (S3 checksum and manifest)
     s3 = stack.s3_client()
-    first = jobs[0]
-    assert first.files
-    for f in first.files:
+    first_job = jobs[0]
+    assert first_job.files
+    for f in first_job.files:
         key = f.uri.split("/", 3)[3]
         got = s3.get_object(Bucket=stack.config.bucket, Key=key)
         assert got["Metadata"]["sha256"] == hashlib.sha256(got["Body"].read()).hexdigest()
