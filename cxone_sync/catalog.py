@@ -164,12 +164,8 @@ PUBLIC_ENTITIES: tuple[SourceEntity, ...] = (
         key=("acdCallId", "segmentId"),
         lag=timedelta(minutes=30),
     ),
-    SourceEntity(
-        "data_extraction", "qm-workflows", "4", key=("id",), lag=timedelta(minutes=30)
-    ),
-    SourceEntity(
-        "data_extraction", "qm-questions", "3", key=("id",), lag=timedelta(minutes=30)
-    ),
+    SourceEntity("data_extraction", "qm-workflows", "4", key=("id",), lag=timedelta(minutes=30)),
+    SourceEntity("data_extraction", "qm-questions", "3", key=("id",), lag=timedelta(minutes=30)),
     SourceEntity(
         "reporting",
         "contacts/completed",

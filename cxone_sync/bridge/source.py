@@ -47,6 +47,8 @@ from cxone_sync.settings import Settings
 log = logging.getLogger(__name__)
 
 MANIFESTS = "_manifests/"
+ABANDONED_AFTER = timedelta(hours=6)
+"""A RUNNING bridge job not updated for this long was abandoned (its process died)."""
 
 
 @dataclass(frozen=True)
@@ -272,21 +274,36 @@ class Bridge:
                 f"{missing} have no entity; add them to CXONE_EXTRACTION_ENTITIES"
             )
 
-    def sync(self, category_name: str, start: datetime, end: datetime) -> list[Job]:
+    def sync(
+        self, category_name: str, start: datetime, end: datetime, *, limit: int | None = None
+    ) -> list[Job]:
         """Export every interval of ``[start, end)`` that is due (interval end plus the
-        entities' lag has passed) and has no COMPLETED or running bridge job yet."""
+        entities' lag has passed) and has no COMPLETED or running bridge job yet, oldest
+        first, at most ``limit`` of them."""
         cat = _category(category_name)
         self.check(cat.name)
         lag = max(self.mappings[(cat.name, dt.name)].lag for dt in cat.data_types)
-        done = {
-            j.interval_start
-            for j in self.source.iter_jobs(cat.name)
-            if j.status in (JobStatus.COMPLETED, JobStatus.RUNNING, JobStatus.QUEUED)
-        }
-        out = []
+        done = set()
+        for raw in self.source.raw_jobs(cat.name):
+            job = Job.parse(raw)
+            if job.status == JobStatus.RUNNING and job.updated_at < self.now() - ABANDONED_AFTER:
+                # a bridge that died mid-export (the tenant lock was released with it)
+                raw.update(
+                    status="FAILED",
+                    error_details="abandoned: the bridge stopped during this export",
+                    end_time=iso_z(self.now()),
+                    updated_at=iso_z(self.now()),
+                )
+                self.source.publish(raw)
+                continue
+            if job.status in (JobStatus.COMPLETED, JobStatus.RUNNING, JobStatus.QUEUED):
+                done.add(job.interval_start)
+        out: list[Job] = []
         for t in cat.interval_starts(start, end):
             if t in done or t + cat.interval + lag > self.now():
                 continue
+            if limit is not None and len(out) >= limit:
+                break
             out.append(self.export(cat, t, t + cat.interval, "SCHEDULED"))
         return out
 
