@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MANIFESTS = "_manifests/"
 ABANDONED_AFTER = timedelta(hours=6)
+MANIFEST_CLOCK_SKEW = timedelta(hours=1)
 """A RUNNING bridge job not updated for this long was abandoned (its process died)."""
 
 
@@ -150,7 +151,7 @@ class BridgeSource:
         page_size: int = 100,
     ) -> Iterator[Job]:
         wanted = {JobStatus(s) for s in statuses}
-        for job in self._all(category):
+        for job in self._all(category, updated_since):
             if wanted and job.status not in wanted:
                 continue
             if updated_since is not None and job.updated_at < updated_since:
@@ -198,19 +199,27 @@ class BridgeSource:
             ContentType="application/json",
         )
 
-    def raw_jobs(self, category: str) -> list[dict[str, Any]]:
+    def raw_jobs(
+        self, category: str, updated_since: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every manifest of a category; with ``updated_since``, manifests last written more
+        than an hour before it are not read (a manifest is written after its ``updated_at``
+        is set, so it cannot have changed since; the hour covers clock skew)."""
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{self.prefix}{MANIFESTS}{category}/"
         )
+        floor = updated_since - MANIFEST_CLOCK_SKEW if updated_since is not None else None
         out = []
         for page in pages:
             for obj in page.get("Contents", []):
+                if floor is not None and obj["LastModified"] < floor:
+                    continue
                 raw = self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])
                 out.append(json.loads(raw["Body"].read()))
         return sorted(out, key=lambda j: (j.get("updated_at", ""), j.get("id", "")))
 
-    def _all(self, category: str) -> list[Job]:
-        return [Job.parse(raw) for raw in self.raw_jobs(category)]
+    def _all(self, category: str, updated_since: datetime | None = None) -> list[Job]:
+        return [Job.parse(raw) for raw in self.raw_jobs(category, updated_since)]
 
     def _manifest_key(self, category: str, job_id: str) -> str:
         return f"{self.prefix}{MANIFESTS}{category}/{job_id}.json"
