@@ -12,6 +12,7 @@ The manifests it publishes are read by the ordinary jobs sensors and assets.
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from cxone_sync.bridge.source import bridged_categories, build_bridge
 from cxone_sync.settings import Settings, get_settings
@@ -24,10 +25,10 @@ class BridgeRunConfig(dg.Config):
     max_intervals: int = 12
 
 
-@dg.op(pool=EXTRACTION_POOL, required_resource_keys={"s3"})
-def bridge_extract(context: dg.OpExecutionContext, config: BridgeRunConfig) -> None:
+@dg.op(pool=EXTRACTION_POOL)
+def bridge_extract(context: dg.OpExecutionContext, config: BridgeRunConfig, s3: S3Resource) -> None:
     settings = get_settings()
-    bridge = build_bridge(settings, context.resources.s3.get_client())
+    bridge = build_bridge(settings, s3.get_client())
     now = datetime.now(UTC)
     try:
         for name in bridged_categories(settings):

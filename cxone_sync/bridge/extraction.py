@@ -382,6 +382,7 @@ class DataExtractionClient:
         what = f"{method} {path if '/jobs/' not in path else JOBS_PATH + '/{jobId}'}"
         url = f"{self.api_url}{path}"
         reauthenticated = False
+        last: httpx.Response | None = None
         for attempt in range(1, self.policy.busy_attempts + 1):
             token = self._ensure_token()
             self.pacer.before_call()
@@ -427,7 +428,7 @@ class DataExtractionClient:
                 raise ExtractionError(f"{what} answered {status}: {self._server_text(response)}")
             return response
         detail = ""
-        if "last" in locals():
+        if last is not None:
             detail = f" (last answer {last.status_code}: {self._server_text(last)})"
         raise ExtractionError(
             f"{what} still refused after {self.policy.busy_attempts} attempts{detail}; "
