@@ -1,9 +1,9 @@
 """Dagster wiring of the bridge: one job, ``bridge_extract``, run by a schedule.
 
-Each run, for every category whose ``CXONE_SOURCE`` is ``data_extraction``: perform the manual
-exports the platform's recovery queued, then export the due intervals of the last
-``CXONE_BRIDGE_LOOKBACK_HOURS`` that have no bridge job yet (at most ``max_intervals`` per
-category, the API allowing one call per 30 s). The op is in the Dagster pool
+Each run, for every bridged category (``CXONE_SOURCE`` ``data_extraction`` or ``reporting``):
+perform the manual exports the platform's recovery queued, then export the due intervals of the
+last ``lookback_hours`` (run config, 48) that have no bridge job yet (at most ``max_intervals``
+per category, the Data Extraction API allowing one call per 30 s). The op is in the Dagster pool
 ``cxone_extraction`` (set its limit to 1: ``dagster instance concurrency set cxone_extraction
 1``), and the tenant lock file holds across processes too (:mod:`cxone_sync.bridge.pacing`).
 The manifests it publishes are read by the ordinary jobs sensors and assets.
@@ -32,12 +32,6 @@ def bridge_extract(context: dg.OpExecutionContext, config: BridgeRunConfig, s3: 
     now = datetime.now(UTC)
     try:
         for name in bridged_categories(settings):
-            if settings.source_for(name) != "data_extraction":
-                context.log.warning(
-                    f"{name}: CXONE_SOURCE={settings.source_for(name)} is not "
-                    "served by the bridge yet; skipped"
-                )
-                continue
             queued = bridge.run_queued(name)
             done = bridge.sync(
                 name,

@@ -27,19 +27,16 @@ def check_sources(settings: Settings) -> CheckLine:
     missing = [
         f"{c.name}/{dt.name}"
         for c in CATEGORIES
-        if settings.source_for(c.name) == "data_extraction"
+        if settings.source_for(c.name) != "data_download"
         for dt in c.data_types
         if (c.name, dt.name) not in mappings
     ]
-    unserved = [c.name for c in CATEGORIES if settings.source_for(c.name) == "reporting"]
-    if missing or unserved:
+    if missing:
         return CheckLine(
             CHECK_SOURCES,
             False,
-            f"{used}; no entity for {missing}" if missing else f"{used}; reporting: {unserved}",
-            "map every data type of a data_extraction category in CXONE_EXTRACTION_ENTITIES; "
-            "the reporting surface is not served by the bridge yet: use data_download or "
-            "data_extraction for those categories",
+            f"{used}; no entity for {missing}",
+            "map every data type of a bridged category in CXONE_EXTRACTION_ENTITIES",
         )
     return CheckLine(CHECK_SOURCES, True, used)
 
@@ -47,10 +44,12 @@ def check_sources(settings: Settings) -> CheckLine:
 def check_extraction(
     settings: Settings,
     *,
+    list_jobs: bool = True,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CheckLine:
-    """Discovery, token, tenant host, then ``GET /data-extraction/v1/jobs`` (waits its turn)."""
+    """Discovery, token, tenant host, then (``list_jobs``) ``GET /data-extraction/v1/jobs``
+    (waits its turn); the Reporting API alone needs no extraction permission."""
     if settings.cxone_access_key_id is None or settings.cxone_access_key_secret is None:
         return CheckLine(
             CHECK_EXTRACTION,
@@ -78,7 +77,7 @@ def check_extraction(
         try:
             tenant = client.tenant_id
             host = client.api_url
-            jobs = client.list_jobs()
+            jobs = client.list_jobs() if list_jobs else None
         except ExtractionError as exc:
             return CheckLine(
                 CHECK_EXTRACTION,
@@ -91,13 +90,14 @@ def check_extraction(
     return CheckLine(
         CHECK_EXTRACTION,
         True,
-        f"discovery {settings.cxone_auth_url}, token for tenant {tenant}, API host {host}, "
-        f"{len(jobs)} extraction job(s) listed",
+        f"discovery {settings.cxone_auth_url}, token for tenant {tenant}, API host {host}"
+        + (f", {len(jobs)} extraction job(s) listed" if jobs is not None else ""),
     )
 
 
 def bridge_lines(settings: Settings) -> list[CheckLine]:
     lines = [check_sources(settings)]
-    if any(settings.source_for(c.name) == "data_extraction" for c in CATEGORIES):
-        lines.append(check_extraction(settings))
+    surfaces = {settings.source_for(c.name) for c in CATEGORIES}
+    if surfaces - {"data_download"}:
+        lines.append(check_extraction(settings, list_jobs="data_extraction" in surfaces))
     return lines

@@ -378,19 +378,31 @@ class DataExtractionClient:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    def _api(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+    def _api(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        params: dict[str, str] | None = None,
+        paced: bool = True,
+    ) -> httpx.Response:
+        """One API call with the token; ``paced``: inside the tenant's turn, 30 s apart (the
+        Data Extraction API); 401 refreshes the token once; 403/429/5xx wait and repeat."""
         what = f"{method} {path if '/jobs/' not in path else JOBS_PATH + '/{jobId}'}"
         url = f"{self.api_url}{path}"
         reauthenticated = False
         last: httpx.Response | None = None
         for attempt in range(1, self.policy.busy_attempts + 1):
             token = self._ensure_token()
-            self.pacer.before_call()
+            if paced:
+                self.pacer.before_call()
             try:
                 response = self._http.request(
                     method,
                     url,
                     json=body,
+                    params=params,
                     headers={"Authorization": f"Bearer {token.get_secret_value()}"},
                 )
             except httpx.TransportError as exc:
