@@ -17,6 +17,10 @@ What it answers (the shapes :mod:`cxone_sync.bridge.extraction` documents):
   empty body), valid ``link_seconds`` after the job answer that issued it; the first
   ``expired_links`` links are born expired (a slow client), answered 403 like S3.
 
+* ``GET /inContactAPI/services/v{version}/{entity}?updatedSince=&skip=&top=`` (the Reporting
+  API's incremental shape): the records updated since, oldest first, ``page_size`` at most per
+  answer, 204 when none (more); ``reporting_busy_calls`` answer 429 with ``Retry-After``.
+
 Rules: a Data Extraction call less than ``min_interval`` fake seconds after the previous one
 answers 403 (or 429 every other time); ``busy_calls`` more calls answer 429 anyway. Every
 request is recorded (method, path, query, JSON body, auth scheme) for the shape test. The fake
@@ -70,6 +74,10 @@ class FakeConfig:
     """The first calls after the first job creation that answer 429 whatever the spacing."""
     outcomes: dict[str, list[str]] = field(default_factory=dict)
     """Per entity, how its first jobs end (then SUCCEEDED): ``{"e": ["FAILED", "EXPIRED"]}``."""
+    page_size: int = 10_000
+    """Reporting API: records per answer at most (NICE: 10,000), whatever ``top`` asks."""
+    reporting_busy_calls: int = 0
+    """The first Reporting API calls that answer 429 (with ``Retry-After: 1``)."""
 
 
 @dataclass
@@ -105,8 +113,11 @@ class ExtractionFake(LoopbackServer):
         clock: Callable[[], float],
         config: FakeConfig | None = None,
         port: int = 0,
+        reports: dict[str, Report] | None = None,
     ) -> None:
-        """``entities``: entity name -> version it accepts."""
+        """``entities``: entity name -> version it accepts; ``reports``: Reporting API paths
+        (``/inContactAPI/services/v{version}/{entity}``) -> what they serve."""
+        self.reports = dict(reports or {})
         self.data = data
         self.entities = dict(entities)
         self.clock = clock
@@ -168,6 +179,8 @@ class ExtractionFake(LoopbackServer):
                 return self._result(path.removeprefix("/results/"))
             if path == JOBS or path.startswith(JOBS + "/"):
                 return self._extraction(method, path, headers, body)
+            if path in self.reports and method == "GET":
+                return self._report(self.reports[path], query, headers)
             return _json(404, {"error": "not_found"})
 
     def _token(self, headers: dict[str, str], form: Any) -> _Answer:
@@ -220,6 +233,41 @@ class ExtractionFake(LoopbackServer):
         if job is None or method != "GET":
             return _json(404, {"error": "unknown job"})
         return _json(200, self._job_view(job, issue_link=True))
+
+    def _report(
+        self, report: Report, query: dict[str, list[str]], headers: dict[str, str]
+    ) -> _Answer:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or self.tokens.get(token, 0.0) < self.clock():
+            return _json(401, {"error": "invalid_token"})
+        if self.config.reporting_busy_calls > 0:
+            self.config.reporting_busy_calls -= 1
+            self.refusals.append(429)
+            return (
+                429,
+                b'{"message": "Too many requests"}',
+                "application/json",
+                {"Retry-After": "1"},
+            )
+        try:
+            since = _z_time((query.get("updatedSince") or [""])[-1])
+            skip = int((query.get("skip") or ["0"])[-1])
+            top = int((query.get("top") or [str(self.config.page_size)])[-1])
+        except ValueError as exc:
+            return _json(400, {"message": f"bad parameter: {exc}"})
+        table = report.rows()
+        stamps = table.column(report.updated_at).to_pylist()
+        chosen = sorted(
+            (i for i, t in enumerate(stamps) if t is not None and t >= since),
+            key=lambda i: (stamps[i], i),
+        )
+        page = chosen[skip : skip + max(0, min(top, self.config.page_size))]
+        if not page:
+            return 204, b"", "application/json", {}
+        rows = table.take(page).to_pylist()
+        return _json(
+            200, {report.data_key: [_jsonable(r) for r in rows], "totalRecords": len(chosen)}
+        )
 
     def _create(self, body: Any) -> _Answer:
         if not isinstance(body, dict) or set(body) != {
@@ -280,6 +328,60 @@ class ExtractionFake(LoopbackServer):
         job = self.jobs[found[0]]
         table = self.data(job.entity, job.version, job.start, job.end)
         return 200, csv_bytes(table), "text/csv", {}
+
+
+@dataclass(frozen=True)
+class Report:
+    """A Reporting API endpoint of the fake: every record it knows, its update column and the
+    key of the answer's list."""
+
+    rows: Callable[[], pa.Table]
+    updated_at: str
+    data_key: str
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
+        for k, v in row.items()
+    }
+
+
+def world_reports(
+    world: Any, categories: list[str], version: str = "1.0"
+) -> tuple[dict[str, Report], str]:
+    """Reporting API endpoints for the simulated world's data types (every key's newest
+    version, placed by ``updated_at``) and the ``CXONE_EXTRACTION_ENTITIES`` JSON for them."""
+    from cxone_sync.simulator import generator as gen
+
+    reports: dict[str, Report] = {}
+    mapping: dict[str, Any] = {}
+    cache: dict[tuple[str, str], tuple[datetime, pa.Table]] = {}
+    for cat_name in categories:
+        for dt in category(cat_name).data_types:
+            entity = f"sim/{cat_name}/{dt.name}"
+
+            def rows(cat_name: str = cat_name, dt_name: str = dt.name) -> pa.Table:
+                now = world.now  # the truth is recomputed only when the world's clock moved
+                cached = cache.get((cat_name, dt_name))
+                if cached is None or cached[0] != now:
+                    cached = cache[(cat_name, dt_name)] = (
+                        now,
+                        world.ground_truth(cat_name, dt_name),
+                    )
+                return cached[1]
+
+            reports[f"/inContactAPI/services/v{version}/{entity}"] = Report(
+                rows, "updated_at", "records"
+            )
+            mapping[f"{cat_name}/{dt.name}"] = {
+                "entity": entity,
+                "version": version,
+                "data_key": "records",
+                "updated_at": "updated_at",
+                "types": {f.name: type_name(f.type) for f in gen.base_schema(dt)},
+            }
+    return reports, json.dumps(mapping)
 
 
 def csv_bytes(table: pa.Table) -> bytes:
