@@ -169,7 +169,7 @@ PUBLIC_ENTITIES: tuple[SourceEntity, ...] = (
     SourceEntity(
         "reporting",
         "contacts/completed",
-        "v30.0",
+        "21.0",
         key=("contactId",),
         lag=timedelta(minutes=15),
         updated_at="lastUpdateTime",
@@ -177,7 +177,8 @@ PUBLIC_ENTITIES: tuple[SourceEntity, ...] = (
 )
 """The public entities named by NICE's documentation. Their column lists are not public, so no
 BI table is generated from them yet: map one onto a data type with ``CXONE_EXTRACTION_ENTITIES``
-(see the README's bridge section). Versions other than qm-workflows' 4 (documented) are this
-project's choice and must be checked against the tenant's developer portal."""
+(see the README's bridge section). Versions other than qm-workflows' 4 (documented) and
+contacts/completed's 21.0 (the Singer tap's) are this project's choice: check them against the
+tenant's developer portal."""
 
 PUBLIC_ENTITY_BY_NAME: dict[str, SourceEntity] = {e.name: e for e in PUBLIC_ENTITIES}
