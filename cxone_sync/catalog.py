@@ -127,3 +127,58 @@ def partition_key(start: datetime) -> str:
 
 def default_download_id(category_name: str) -> str:
     return f"dl-{category_name}-prod"
+
+
+# --- Export surfaces and the entities of NICE's public APIs (the bridge, cxone_sync/bridge) ---
+
+SURFACES = ("data_download", "data_extraction", "reporting")
+"""Where a category's data comes from (``CXONE_SOURCE``): the contract's Data Download jobs (the
+default), NICE's Data Extraction API or its Reporting API, both through the bridge."""
+
+
+@dataclass(frozen=True)
+class SourceEntity:
+    """One entity of a public CXone API, as the bridge asks for it.
+
+    ``version`` is part of the contract (NICE keeps several versions of an entity with different
+    columns). ``key`` and ``updated_at`` are column names as the API's CSV/JSON writes them;
+    ``lag`` is how late NICE says data can arrive; ``types`` fixes the Parquet type of named
+    columns (every other column is read as text, never guessed).
+    """
+
+    surface: str
+    name: str
+    version: str
+    key: tuple[str, ...]
+    lag: timedelta
+    updated_at: str | None = None
+    """The column that says when a record last changed; None: the extraction's own time."""
+    types: tuple[tuple[str, str], ...] = ()
+
+
+PUBLIC_ENTITIES: tuple[SourceEntity, ...] = (
+    SourceEntity(
+        "data_extraction",
+        "recording-interaction-metadata",
+        "4",
+        key=("acdCallId", "segmentId"),
+        lag=timedelta(minutes=30),
+    ),
+    SourceEntity("data_extraction", "qm-workflows", "4", key=("id",), lag=timedelta(minutes=30)),
+    SourceEntity("data_extraction", "qm-questions", "3", key=("id",), lag=timedelta(minutes=30)),
+    SourceEntity(
+        "reporting",
+        "contacts/completed",
+        "21.0",
+        key=("contactId",),
+        lag=timedelta(minutes=15),
+        updated_at="lastUpdateTime",
+    ),
+)
+"""The public entities named by NICE's documentation. Their column lists are not public, so no
+BI table is generated from them yet: map one onto a data type with ``CXONE_EXTRACTION_ENTITIES``
+(see the README's bridge section). Versions other than qm-workflows' 4 (documented) and
+contacts/completed's 21.0 (the Singer tap's) are this project's choice: check them against the
+tenant's developer portal."""
+
+PUBLIC_ENTITY_BY_NAME: dict[str, SourceEntity] = {e.name: e for e in PUBLIC_ENTITIES}

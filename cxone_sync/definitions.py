@@ -6,6 +6,8 @@ import warnings
 
 import dagster as dg
 
+from cxone_sync.bridge.defs import build_bridge_defs
+from cxone_sync.bridge.source import bridged_categories
 from cxone_sync.catalog import CATEGORIES
 from cxone_sync.defs.automation.actions import automation_jobs
 from cxone_sync.defs.automation.sensors import build_automation_sensors
@@ -42,4 +44,5 @@ def defs() -> dg.Definitions:
         core,
         build_storage_defs(schedule_running=settings.embedded),
         build_maintenance_defs(settings),
+        *([build_bridge_defs(settings)] if bridged_categories(settings) else []),
     )

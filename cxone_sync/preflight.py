@@ -534,6 +534,8 @@ def check_api(settings: Settings) -> CheckLine:
     foreign: list[str] = []
     with client:
         for cat in CATEGORIES:
+            if settings.source_for(cat.name) != "data_download":
+                continue  # read through the bridge (its own doctor lines)
             try:
                 config = client.download_config(cat.name)
             except AuthError as exc:
@@ -700,7 +702,12 @@ def bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> list[Chec
 
 def run_doctor(settings: Settings) -> list[CheckLine]:
     """Every preflight check against the configured API, bucket and warehouse."""
-    lines = [check_api(settings)]
+    from cxone_sync.bridge.doctor import bridge_lines
+
+    download = [c for c in CATEGORIES if settings.source_for(c.name) == "data_download"]
+    lines = [check_api(settings)] if download else []
+    if len(download) < len(CATEGORIES) or settings.cxone_source:
+        lines += bridge_lines(settings)
     try:
         s3, kms = aws_clients(settings)
     except (BotoCoreError, ValueError) as exc:

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cxone_sync.catalog import CATEGORIES, default_download_id
+from cxone_sync.catalog import CATEGORIES, SURFACES, default_download_id
 
 # The embedded default: where `cxone-sync local-stack` listens and what the simulator accepts.
 LOCAL_HOST = "127.0.0.1"
@@ -29,6 +29,7 @@ SIM_BUCKET = "org-cxone-data-lake"
 SIM_AWS_REGION = "us-east-1"
 SIM_AWS_KEY = "testing"  # moto accepts any credentials
 DEFAULT_PARTITIONS_START = date(2024, 3, 15)
+DEFAULT_AUTH_URL = "https://cxone.niceincontact.com"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
@@ -236,6 +237,65 @@ class Settings(AutomationSettings):
         default=24, ge=1, alias="CXONE_BACKFILL_PARTITIONS_PER_RUN"
     )
     """UI backfills: partitions per run (24 = one day of an hourly category per run)."""
+
+    # The bridge (cxone_sync/bridge): NICE's public export surfaces. Additive; CXONE_SOURCE
+    # unset keeps every category on the Data Download API.
+    cxone_source: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, alias="CXONE_SOURCE"
+    )
+    """``data_download`` (default), ``data_extraction`` or ``reporting``; one word for every
+    category or a JSON object per category (``{"quality_management": "data_extraction"}``)."""
+    cxone_auth_url: str = Field(default=DEFAULT_AUTH_URL, alias="CXONE_AUTH_URL")
+    """Where ``/.well-known/openid-configuration`` is served (NICE's discovery host)."""
+    cxone_tenant_id: str | None = Field(default=None, alias="CXONE_TENANT_ID")
+    """The tenant id; when unset, the token's ``tenantId`` claim."""
+    cxone_extraction_api_url: str | None = Field(default=None, alias="CXONE_EXTRACTION_API_URL")
+    """The tenant's API host; when unset, ``api_endpoint`` of the tenant's cxone-configuration."""
+    cxone_extraction_entities: Annotated[dict[str, dict[str, object]], NoDecode] = Field(
+        default_factory=dict, alias="CXONE_EXTRACTION_ENTITIES"
+    )
+    """JSON: ``{"category/data_type": {"entity", "version", "types", "updated_at"}}``."""
+    cxone_extraction_min_interval_seconds: float = Field(
+        default=30.0, ge=0, alias="CXONE_EXTRACTION_MIN_INTERVAL_SECONDS"
+    )
+    cxone_bridge_prefix: str = Field(default="cxone-bridge/", alias="CXONE_BRIDGE_PREFIX")
+    """Key prefix in CXONE_BUCKET under which the bridge writes files and manifests."""
+
+    @field_validator("cxone_source", mode="before")
+    @classmethod
+    def _parse_source(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("{"):
+            word = value.strip()
+            return {c.name: word for c in CATEGORIES} if word else {}
+        return _json_object(
+            value, "CXONE_SOURCE", "category to surface", '{"quality_management": "reporting"}'
+        )
+
+    @field_validator("cxone_source", mode="after")
+    @classmethod
+    def _known_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in value.items() if v not in SURFACES}
+        unknown = sorted(set(value) - {c.name for c in CATEGORIES})
+        if bad or unknown:
+            raise ValueError(
+                f"CXONE_SOURCE: surfaces must be one of {', '.join(SURFACES)} and categories "
+                f"known ones; got surfaces {bad or 'ok'}, unknown categories {unknown or 'none'}"
+            )
+        return value
+
+    @field_validator("cxone_extraction_entities", mode="before")
+    @classmethod
+    def _parse_entities(cls, value: object) -> object:
+        return _json_object(
+            value,
+            "CXONE_EXTRACTION_ENTITIES",
+            "category/data_type to an entity",
+            '{"quality_management/evaluation": {"entity": "qm-workflows", "version": "4"}}',
+        )
+
+    def source_for(self, category: str) -> str:
+        """The surface a category is read from (CXONE_SOURCE)."""
+        return self.cxone_source.get(category, "data_download")
 
     @field_validator("cxone_download_ids", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
+from cxone_sync.cxone.source import ExportSource
 from cxone_sync.settings import (
     SIM_AWS_KEY,
     SIM_CLIENT_SECRET,
@@ -41,9 +42,16 @@ class CXoneAPIResource(dg.ConfigurableResource):
     download_ids: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float = 30.0
     max_attempts: int = 6
+    # The bridge (CXONE_SOURCE): categories read from the bridge's manifests instead of the
+    # Data Download API, and where those live. Empty: every category on Data Download.
+    bridged: dict[str, str] = Field(default_factory=dict)
+    bridge_bucket: str = ""
+    bridge_prefix: str = "cxone-bridge/"
+    bridge_s3: dict[str, str] = Field(default_factory=dict)
+    """CachedS3Resource fields for the bridge's bucket (the platform's S3 settings)."""
 
     @contextmanager
-    def client(self) -> Iterator[CXoneClient]:
+    def client(self) -> Iterator[ExportSource]:
         client = CXoneClient(
             base_url=self.api_url,
             token_url=self.token_url,
@@ -56,7 +64,16 @@ class CXoneAPIResource(dg.ConfigurableResource):
             retry=RetryPolicy(attempts=self.max_attempts),
         )
         try:
-            yield client
+            if self.bridged:
+                from cxone_sync.bridge.routing import RoutingSource
+                from cxone_sync.bridge.source import BridgeSource
+
+                s3_config: dict[str, Any] = dict(self.bridge_s3)
+                s3 = CachedS3Resource(**s3_config).get_client()
+                bridge = BridgeSource(s3, self.bridge_bucket, self.bridge_prefix)
+                yield RoutingSource(client, {c: bridge for c in self.bridged})
+            else:
+                yield client
         finally:
             client.close()
 
@@ -209,6 +226,19 @@ def apply_pool_limit(instance: dg.DagsterInstance, settings: Settings, pool: str
     return limit
 
 
+def _bridge_config(settings: Settings, s3_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The cxone resource's bridge fields; none (today's config) when nothing is bridged."""
+    bridged = {c: s for c, s in settings.cxone_source.items() if s != "data_download"}
+    if not bridged:
+        return {}
+    return {
+        "bridged": bridged,
+        "bridge_bucket": settings.cxone_bucket,
+        "bridge_prefix": settings.cxone_bridge_prefix,
+        "bridge_s3": {k: str(v) for k, v in s3_kwargs.items()},
+    }
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The environment-to-resources map: the only place that picks backends."""
     s3_kwargs: dict[str, Any] = {"region_name": settings.region}
@@ -227,6 +257,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             access_key_id=settings.cxone_access_key_id,
             access_key_secret=_secret("CXONE_ACCESS_KEY_SECRET", None),
             download_ids=settings.download_ids(),
+            **_bridge_config(settings, s3_kwargs),
         ),
         "s3": CachedS3Resource(**s3_kwargs),
         "warehouse": WarehouseResource(
