@@ -78,6 +78,14 @@ class FakeConfig:
     """Reporting API: records per answer at most (NICE: 10,000), whatever ``top`` asks."""
     reporting_busy_calls: int = 0
     """The first Reporting API calls that answer 429 (with ``Retry-After: 1``)."""
+    credentials: tuple[str, str, str, str] = (
+        FAKE_CLIENT_ID,
+        FAKE_CLIENT_SECRET,
+        FAKE_ACCESS_KEY_ID,
+        FAKE_ACCESS_KEY_SECRET,
+    )
+    """(client id, client secret, access key id, access key secret) the token endpoint accepts:
+    a real tenant has one set for every NICE API (set the simulator's to serve both)."""
 
 
 @dataclass
@@ -186,14 +194,12 @@ class ExtractionFake(LoopbackServer):
     def _token(self, headers: dict[str, str], form: Any) -> _Answer:
         scheme, _, encoded = headers.get("authorization", "").partition(" ")
         client = base64.b64decode(encoded).decode() if scheme.lower() == "basic" else ""
-        if client != f"{FAKE_CLIENT_ID}:{FAKE_CLIENT_SECRET}":
+        client_id, client_secret, key_id, key_secret = self.config.credentials
+        if client != f"{client_id}:{client_secret}":
             return _json(401, {"error": "invalid_client"})
         if not isinstance(form, dict) or form.get("grant_type") != "password":
             return _json(400, {"error": "unsupported_grant_type"})
-        if (form.get("username"), form.get("password")) != (
-            FAKE_ACCESS_KEY_ID,
-            FAKE_ACCESS_KEY_SECRET,
-        ):
+        if (form.get("username"), form.get("password")) != (key_id, key_secret):
             return _json(400, {"error": "invalid_grant"})
         payload = base64.urlsafe_b64encode(
             json.dumps({"tenantId": FAKE_TENANT, "jti": uuid.uuid4().hex}).encode()

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 
 from cxone_sync.bridge.extraction import DataExtractionClient
@@ -245,3 +246,60 @@ def test_failed_extraction_is_a_failed_manifest_then_a_manual_export_recovers(
         "quality_management", "evaluation", start, start + cat.interval
     )
     assert differences(truth, warehouse.read_table(cat.data_types[0]), ["evaluation_id"]) == []
+
+
+def test_bridged_categories_load_through_cxone_sync_sync(
+    make_stack: MakeStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bridge's manifests and files through the platform's Dagster path unchanged: assets,
+    gates and MERGE of ``cxone-sync sync`` (CXONE_SOURCE picks the surface per category; the
+    other category stays on Data Download), equal to the truth; a second sync skips it all."""
+    from cxone_sync.cli import main
+
+    stack = make_stack(scale=0.1)
+    start = stack.config.start
+    end = start + timedelta(hours=6)
+    stack.world.advance_to(end + timedelta(hours=3))
+    clock = FakeClock()
+    bridged = ["quality_management"]
+    entities, data, mapping = world_entities(stack.world, bridged)
+    # one tenant, one set of credentials for every NICE API (the simulator's)
+    sim = stack.config
+    tenant = (sim.client_id, sim.client_secret, sim.access_key_id, sim.access_key_secret)
+    config = FakeConfig(job_seconds=5, credentials=tenant)
+    with ExtractionFake(data, entities, clock=clock, config=config) as fake:
+        env = {
+            **bridge_env(stack, fake, mapping, tmp_path / "data", bridged),
+            **stack.environment(),
+            "CXONE_ACCESS_KEY_ID": sim.access_key_id,
+            "CXONE_ACCESS_KEY_SECRET": sim.access_key_secret,
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("CXONE_DATA_DIR", str(tmp_path / "data"))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+        (tmp_path / "home").mkdir()
+        bridge = build_bridge(
+            Settings(),
+            stack.s3.writer_client(),
+            clock=clock,
+            sleep=clock.sleep,
+            now=lambda: stack.world.now,
+        )
+        assert all(j.status == JobStatus.COMPLETED for j in bridge.sync(bridged[0], start, end))
+    args = ["sync", "--start", start.isoformat(), "--end", end.isoformat()]
+    categories = ["--category", "quality_management", "--category", "ivr"]
+    assert main([*args, *categories]) == 0
+    warehouse = DuckDBWarehouse(tmp_path / "data" / "warehouse.duckdb", read_only=True)
+    for name in ("quality_management", "ivr"):
+        for dt in category(name).data_types:
+            truth = stack.world.ground_truth(name, dt.name, start, end)
+            assert truth.num_rows > 0, dt.table
+            assert differences(truth, warehouse.read_table(dt), list(dt.key)) == [], dt.table
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # the bridged category's jobs are recognised as loaded like Data Download's: nothing to run
+    assert main([*args, *categories]) == 0
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == 2
