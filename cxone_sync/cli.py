@@ -140,14 +140,18 @@ def current_partitions(
 
     One job listing per category and one event-log query per table, for the whole range.
     """
-    from cxone_sync.cxone.client import CXoneClient
+    from dagster import build_resources
+
     from cxone_sync.cxone.errors import CXoneError
     from cxone_sync.defs.ingest.loaded import loaded_jobs
+    from cxone_sync.defs.resources import build_resources as platform_resources
     from cxone_sync.ingest.stage import overlapping, select_jobs
 
     out: dict[str, set[str]] = {}
+    cxone = platform_resources(get_settings())["cxone"]
     try:
-        with CXoneClient.from_settings(get_settings()) as client:
+        # the source the load step reads (Data Download, or the bridge for bridged categories)
+        with build_resources({"cxone": cxone}) as resources, resources.cxone.client() as client:
             for cat in group:
                 jobs = select_jobs(client, cat.name, start, end)
                 loaded = loaded_jobs(instance, cat, keys)
