@@ -120,6 +120,13 @@ def main() -> None:
     parser.add_argument("--category", default="ivr")
     parser.add_argument("--scale", type=float, default=0.05)
     parser.add_argument("--out", default="bench/results/backfill.json")
+    parser.add_argument(
+        "--instance-yaml",
+        type=Path,
+        help="a dagster.yaml for each mode's Dagster home, '{mode}' replaced by the mode's name "
+        "(e.g. Postgres storage with db_name dagster_{mode}; create those databases first); "
+        "default: Dagster's default instance (SQLite files in the home)",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     end = START + timedelta(days=args.days)
@@ -142,6 +149,9 @@ def main() -> None:
         ):
             data = Path(tmp) / ("ranged" if mode.startswith("rerun") else mode)
             (data / "home").mkdir(parents=True, exist_ok=True)
+            if args.instance_yaml and not (data / "home" / "dagster.yaml").exists():
+                text = args.instance_yaml.read_text().replace("{mode}", data.name)
+                (data / "home" / "dagster.yaml").write_text(text)
             os.environ["CXONE_DATA_DIR"] = str(data)
             os.environ["DAGSTER_HOME"] = str(data / "home")
             if mode == "floor":
@@ -167,7 +177,11 @@ def main() -> None:
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
-        json.dumps({"args": vars(args), "import_seconds": import_seconds, "rows": rows}, indent=1)
+        json.dumps(
+            {"args": vars(args), "import_seconds": import_seconds, "rows": rows},
+            indent=1,
+            default=str,
+        )
     )
 
 
