@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +42,9 @@ from cxone_sync.simulator.config import FaultConfig, SimConfig
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+
+# the soak harness's daemon and process handling (cxone_sync_tests is not installed)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cxone_sync_tests.lockholder import LockHolder
 from cxone_sync_tests.soak.harness import (
     START,
@@ -304,7 +308,8 @@ def main() -> None:
             )
             # ---- truth
             # up to the last steady clock less the longest interval: every export of it is due
-            cut = marks[-2][1] - timedelta(hours=6)
+            last = marks[-2][1] - timedelta(hours=6)
+            cut = last.replace(hour=last.hour - last.hour % 6, minute=0, second=0, microsecond=0)
             warehouse = DuckDBWarehouse(duckdb_path, read_only=True)
             diffs: dict[str, Any] = {}
             for c in CATEGORIES:
