@@ -417,7 +417,7 @@ def test_the_job_events_run_waits_for_a_warehouse_held_briefly_instead_of_failin
 # --------------------------------------------------------------------------- gap sensor
 
 
-def test_gap_sensor_exports_due_intervals_without_a_load_or_live_job(
+def test_gap_sensor_leaves_a_failed_export_to_the_jobs_sensor(
     platform: Callable[..., Platform],
 ) -> None:
     # speech exports start 45-90 min late: an hour is due only 20 + 90 + 10 min after its end
@@ -433,8 +433,14 @@ def test_gap_sensor_exports_due_intervals_without_a_load_or_live_job(
     assert _iso(cursor.now or START) == newest  # the API's now, not the wall clock (2026)
     p.world.advance(timedelta(hours=2))
     due = p.daemon.evaluate("speech_gap_sensor")
-    assert not p.manual_jobs("speech")  # the evaluation asks; its run POSTs
-    p.daemon.launch("speech_gap_sensor", due)
+    # hour 2 is due and not loaded, but its export job FAILED: the jobs sensor saw that and owns
+    # the recovery (one owner per interval): the gap sensor asks for nothing and says why
+    assert not due.run_requests
+    assert "1 more whose export job failed, recovered by the jobs sensor" in (
+        due.skip_message or ""
+    ), due.skip_message
+    for _ in range(2):
+        p.daemon.tick("speech_jobs_sensor")
     manual = p.manual_jobs("speech")
     assert [(j["interval_start"], j["status"]) for j in manual] == [(_iso(failed_hour), "QUEUED")]
     p.daemon.tick("speech_gap_sensor")  # live now: not asked again

@@ -38,6 +38,7 @@ from cxone_sync.defs.automation.state import (
     Recovery,
     RecoveryOutcome,
     covering,
+    interval_id,
     iso,
     owe,
     settle,
@@ -627,19 +628,21 @@ def gap_tick(
     live = [j for j in jobs if j.status in LIVE]
     gaps: list[str] = []
     silent: list[str] = []
+    left_to_jobs_sensor = 0
     for key, start, end in partition_windows(pdef, lo, now):
         if end + due_by > now or key in loaded or covering(live, start, end):
             continue
-        failed = [j for j in covering(jobs, start, end) if j.status not in LIVE]
+        if any(j.status in ENDED_BADLY for j in covering(jobs, start, end)):
+            # the jobs sensor saw that job fail and owns its recovery (manual exports, then
+            # UNRECOVERED): one owner per interval, never two exports asked for one failure
+            cursor.owed.pop(interval_id(start, end), None)
+            left_to_jobs_sensor += 1
+            continue
         reason = (
             f"no export job by {iso(end + due_by)} (interval end + offset + lag + grace); "
             f"CXone's clock {iso(now)}"
-            if not failed
-            else "only failed export jobs: "
-            + ", ".join(f"{shown(j.id)} {j.status.value}" for j in failed)
         )
-        if not failed:
-            silent.append(key)
+        silent.append(key)
         owe(cursor.owed, start, end, reason, None)
         gaps.append(key)
     for key in [k for k, r in cursor.owed.items() if r.window[1] < lo]:
@@ -665,7 +668,13 @@ def gap_tick(
     tick.lines.insert(
         0,
         f"now {iso(now)} ({clock_source}): {len(gaps)} interval(s) without load or live job in "
-        f"the last {lookback.days} day(s)" + (f" ({_span(gaps)})" if gaps else ""),
+        f"the last {lookback.days} day(s)"
+        + (f" ({_span(gaps)})" if gaps else "")
+        + (
+            f"; {left_to_jobs_sensor} more whose export job failed, recovered by the jobs sensor"
+            if left_to_jobs_sensor
+            else ""
+        ),
     )
     tick.cursor = cursor.dumps()
     tick.skip = tick.summary()
