@@ -8,7 +8,9 @@ Chromium (Debian's ``chromium``, driven by Playwright; nothing is downloaded) an
 
 * ``asset-partitions.png``: the BI table's partitions (23 materialized, the blocked hour missing);
 * ``asset-checks.png``: the staged asset's checks tab (``record_count`` failed);
-* ``backfill.png``: the backfill page (the ranged run, status, partitions per asset).
+* ``backfill.png``: the backfill page (the ranged run, status, partitions per asset);
+* ``asset-partitions-after-sensor.png``: the same partitions after the IVR jobs sensor was turned
+  on and the world's last hour exported: that hour loaded by a sensor-launched run.
 
 Exits 1 when a page cannot be loaded or an expected text is not on it.
 """
@@ -47,6 +49,20 @@ mutation($params: LaunchBackfillParams!) {
 }"""
 STATUS = """query($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}"""
+START_SENSOR = """mutation($name: String!) {
+  startSensor(sensorSelector: {repositoryLocationName: "cxone_sync",
+      repositoryName: "__repository__", sensorName: $name}) {
+    __typename ... on Sensor { sensorState { status } } ... on PythonError { message }
+  }
+}"""
+MATERIALIZED = """query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { assetMaterializations(limit: 200) { partition runId } }
+  }
+}"""
+RUN_TAGS = """query($id: ID!) {
+  runOrError(runId: $id) { ... on Run { tags { key value } } }
 }"""
 
 
@@ -93,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ui-check-"))
     try:
         with LocalStack(config) as stack:
-            stack.world.advance_to(now)
+            # an hour short of now: the last hour's export completes later, with the sensor on
+            stack.world.advance_to(now - timedelta(hours=1))
             env = {"CXONE_PARTITIONS_START": start.date().isoformat()}
             with dagster_processes(stack, root, extra_env=env) as dagster:
                 launched = dagster.graphql(
@@ -143,6 +160,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                         page.wait_for_timeout(1500)  # let charts and counts settle
                         page.screenshot(path=str(args.out / name), full_page=True)
                         print(f"saved {args.out / name} ({url})")
+                    # Automation: the jobs sensor on, then the world's last hour exported: that
+                    # hour is loaded by a sensor-launched run, with nobody asking
+                    sensor = f"{ivr.name}_jobs_sensor"
+                    started = dagster.graphql(START_SENSOR, name=sensor)["startSensor"]
+                    if started.get("sensorState", {}).get("status") != "RUNNING":
+                        missing.append(f"{sensor} not started: {started}")
+                    before = {
+                        j["id"] for j in stack.world.list_jobs(stack.world.download_ids()[ivr.name])
+                    }
+                    stack.world.advance_to(now)  # the world catches up with the wall clock
+                    newest = max(
+                        j["interval_start"]
+                        for j in stack.world.list_jobs(stack.world.download_ids()[ivr.name])
+                        if j["status"] == "COMPLETED" and j["id"] not in before
+                    )
+                    newest_key = partition_key(
+                        datetime.fromisoformat(newest.replace("Z", "+00:00"))
+                    )
+
+                    def sensor_loaded() -> str | None:
+                        node = dagster.graphql(MATERIALIZED, path=table)["assetNodeOrError"]
+                        for mat in node.get("assetMaterializations") or []:
+                            if mat["partition"] != newest_key:
+                                continue
+                            run = dagster.graphql(RUN_TAGS, id=mat["runId"])["runOrError"]
+                            tags = {t["key"]: t["value"] for t in run.get("tags") or []}
+                            if tags.get("dagster/sensor_name") == sensor:
+                                return mat["runId"]
+                        return None
+
+                    try:
+                        run_id = wait_for(f"{newest_key} loaded by {sensor}", sensor_loaded, 600, 3)
+                        print(f"{newest_key} loaded by {sensor} in run {run_id}")
+                    except TimeoutError as exc:
+                        missing.append(str(exc))
+                    name = "asset-partitions-after-sensor.png"
+                    page.goto(
+                        f"{dagster.url}/assets/{'/'.join(table)}?view=partitions",
+                        wait_until="networkidle",
+                        timeout=120_000,
+                    )
+                    page.wait_for_timeout(1500)
+                    page.screenshot(path=str(args.out / name), full_page=True)
+                    print(f"saved {args.out / name}")
                     browser.close()
         for line in missing:
             print(f"ui-check: {line}")
