@@ -21,7 +21,7 @@ import pytest
 from cxone_sync.catalog import category
 from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
-from cxone_sync.defs.automation.state import GapCursor, ReconciliationCursor
+from cxone_sync.defs.automation.state import GapCursor, JobsCursor, ReconciliationCursor
 from cxone_sync.defs.automation.ticks import (
     TAG_RANGE_END,
     TAG_RANGE_START,
@@ -411,3 +411,63 @@ def test_reconciliation_does_not_request_a_partition_whose_load_run_is_queued(
         (line,) = [x for x in after.lines if "COMPLETED jobs their last load" in x]
         assert "1 more with a load run already queued or running" in line, line
         assert f"ivr {queued_key}" in line, line
+
+
+def test_jobs_for_partitions_dagster_has_not_opened_yet_wait_in_the_cursor(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CXone's clock (here: the simulator's) ahead of this machine's: a COMPLETED job for an
+    interval that has not ended by the local clock names a partition Dagster does not have yet
+    (a request for it would fail the tick). It waits in the cursor and is requested once the
+    partition opens, with no new state change from CXone."""
+    stack = make_stack(start=START, scale=0.02, categories=("ivr",))
+    point_platform_at(stack, monkeypatch, tmp_path / "data")
+    stack.world.advance_to(START + timedelta(hours=6))
+    cat = category("ivr")
+    pdef = partitions_for(cat, START.date())
+    client = CXoneClient(
+        base_url=stack.api_url,
+        client_id=stack.config.client_id,
+        client_secret=stack.config.client_secret,
+        download_ids=stack.world.download_ids(),
+    )
+    completed = completed_partitions(stack, "ivr", START)
+    assert len(completed) >= 5, completed
+
+    def requested(t: Any) -> list[str]:
+        keys: list[str] = []
+        for r in t.run_requests:
+            if r.job_name != "sync_ivr_job":
+                continue
+            if r.partition_key:
+                keys.append(r.partition_key)
+            else:
+                keys += pdef.get_partition_keys_in_range(
+                    dg.PartitionKeyRange(
+                        r.tags["dagster/asset_partition_range_start"],
+                        r.tags["dagster/asset_partition_range_end"],
+                    )
+                )
+        return sorted(set(keys))
+
+    with client:
+        common: dict[str, Any] = {
+            "category": cat,
+            "pdef": pdef,
+            "source": client,
+            "instance": None,
+            "settings": AutomationSettings(),
+            "history_start": START,
+            "sensor": "ivr_jobs_sensor",
+        }
+        local_now = START + timedelta(hours=3, minutes=10)  # hours 0-2 have ended here
+        first = jobs_tick(cursor_text=None, now=local_now, **common)
+        assert requested(first) == [k for k in completed if k < _key(START + timedelta(hours=3))]
+        held = JobsCursor.loads(first.cursor).waiting
+        assert sorted(held) == [k for k in completed if k >= _key(START + timedelta(hours=3))]
+        assert "wait for Dagster to open them" in " ".join(first.lines)
+        # nothing new from CXone; the local clock has passed every interval
+        later = jobs_tick(cursor_text=first.cursor, now=START + timedelta(hours=7), **common)
+        assert later.jobs_seen == 0
+        assert requested(later) == sorted(held)
+        assert JobsCursor.loads(later.cursor).waiting == {}

@@ -252,6 +252,10 @@ class JobsCursor:
     position: StreamPosition = field(default_factory=StreamPosition)
     tick: int = 0
     owed: dict[str, Recovery] = field(default_factory=dict)
+    waiting: dict[str, list[str]] = field(default_factory=dict)
+    """Partition key -> ids of COMPLETED jobs for it that Dagster had no partition for yet (the
+    interval ends after this machine's clock: CXone's clock ahead, or a simulator moved ahead);
+    requested on the first tick after the partition opens."""
 
     def dumps(self) -> str:
         return json.dumps(
@@ -260,6 +264,7 @@ class JobsCursor:
                 **self.position.to_json(),
                 "tick": self.tick,
                 "recoveries": recoveries_to_json(self.owed),
+                "waiting": {k: sorted(v) for k, v in sorted(self.waiting.items())},
             },
             sort_keys=True,
         )
@@ -273,6 +278,7 @@ class JobsCursor:
             StreamPosition.from_json(doc),
             int(doc.get("tick", 0)),
             recoveries_from_json(doc.get("recoveries", {})),
+            {str(k): [str(i) for i in v] for k, v in (doc.get("waiting") or {}).items()},
         )
 
 

@@ -409,7 +409,8 @@ def load_requests(
     completed: Sequence[Job],
     settings: AutomationSettings,
     sensor: str,
-) -> None:
+    open_until: datetime | None = None,
+) -> dict[str, list[str]]:
     """Load requests for the partitions of newly COMPLETED jobs.
 
     A partition whose latest load (every table of the category) already considered all these
@@ -417,13 +418,20 @@ def load_requests(
     ``cxone-sync sync``. Runs of at least ``sensor_ranged_run_min_partitions`` adjacent
     partitions become ranged runs of at most ``CXONE_BACKFILL_PARTITIONS_PER_RUN`` partitions
     (the assets' BackfillPolicy); the others one run per job and partition.
+
+    A partition that ends after ``open_until`` (this machine's clock) does not exist in Dagster
+    yet: its jobs are returned (partition key -> job ids) for the cursor to hold, not requested.
     """
     by_key: dict[str, list[Job]] = {}
+    waiting: dict[str, list[str]] = {}
     for job in completed:
-        for key, _, _ in partition_windows(pdef, job.interval_start, job.interval_end):
+        for key, _, end in partition_windows(pdef, job.interval_start, job.interval_end):
+            if open_until is not None and end > open_until:
+                waiting.setdefault(key, []).append(job.id)
+                continue
             by_key.setdefault(key, []).append(job)
     if not by_key:
-        return
+        return waiting
     keys = sorted(by_key, key=lambda k: partition_start(pdef, k))
     if instance is not None:
         loaded = loaded_jobs(instance, category, keys)
@@ -476,6 +484,7 @@ def load_requests(
                 )
             )
             tick.partitions_requested.extend(chunk)
+    return waiting
 
 
 def jobs_tick(
@@ -488,9 +497,14 @@ def jobs_tick(
     settings: AutomationSettings,
     history_start: datetime,
     sensor: str,
+    now: datetime | None = None,
 ) -> Tick:
     """Job state changes since the cursor: request their recording, load COMPLETED ones, request
-    manual exports for failures. Writes nothing itself; bounded per tick (jobs, wall time)."""
+    manual exports for failures. Writes nothing itself; bounded per tick (jobs, wall time).
+
+    ``now`` (this machine's clock; Dagster opens a partition once it has ended by it) decides
+    which partitions can be requested; the jobs of later ones wait in the cursor."""
+    now = now or datetime.now(UTC)
     tick = Tick()
     budget = Budget(settings.sensor_tick_budget_seconds)
     cursor = JobsCursor.loads(cursor_text)
@@ -503,7 +517,32 @@ def jobs_tick(
     tick.run_requests.extend(event_requests(category, fresh, sensor))
     tick.events_written = len(fresh)
     completed = [j for j in fresh if j.status == JobStatus.COMPLETED]
-    load_requests(tick, category, pdef, instance, completed, settings, sensor)
+    # jobs that waited for their partition to open: fetched again once it has (a few calls)
+    opened = [k for k in cursor.waiting if _next_start(pdef, k) <= now]
+    seen = {j.id for j in completed}
+    for key in opened:
+        for job_id in cursor.waiting.pop(key):
+            if job_id in seen:
+                continue
+            try:
+                job = source.get_job(category.name, job_id)
+            except CXoneError as exc:  # asked again next tick
+                cursor.waiting.setdefault(key, []).append(job_id)
+                tick.lines.append(f"job {shown(job_id)} for {key}: not fetched ({exc})")
+                continue
+            if job.status == JobStatus.COMPLETED:
+                completed.append(job)
+                seen.add(job_id)
+    waiting = load_requests(tick, category, pdef, instance, completed, settings, sensor, now)
+    for key, ids in waiting.items():
+        held = cursor.waiting.setdefault(key, [])
+        held.extend(i for i in ids if i not in held)
+    if cursor.waiting:
+        tick.lines.append(
+            f"{len(cursor.waiting)} partition(s) with COMPLETED jobs wait for Dagster to open "
+            f"them (their interval ends after this machine's clock {iso(now)}): "
+            + _span(sorted(cursor.waiting, key=lambda k: partition_start(pdef, k)))
+        )
     for job in completed:
         for _, start, end in partition_windows(pdef, job.interval_start, job.interval_end):
             covered = [r.key for r in cursor.owed.values() if r.window == (start, end)]
