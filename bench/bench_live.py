@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cxone_sync_tests.lockholder import LockHolder
 from cxone_sync_tests.soak.harness import (
+    RECONCILIATION_SENSOR,
     START,
     Processes,
     SoakPlan,
@@ -55,6 +57,7 @@ from cxone_sync_tests.soak.harness import (
     _wait,
     _write_instance_config,
     in_flight,
+    last_tick_after,
     start_sensors,
 )
 
@@ -235,10 +238,25 @@ def main() -> None:
             )
             sampler.stop.set()
             sampler.join()
-            procs.stop_daemon()
-
             # ---- latency: export completed (wall, via the marks) -> loaded in every table
             done = _loaded_at(instance, tables)
+
+            # ---- the late data: what the daily reconciliation applies (late re-deliveries of
+            # earlier intervals), run once now with minimum age 0, as the soak's last step
+            procs.stop_daemon()
+            restarted = time.time()
+            procs.start_daemon({"CXONE_RECONCILIATION_MIN_AGE_HOURS": "0"})
+            start_sensors(procs, [RECONCILIATION_SENSOR])
+            with suppress(TimeoutError):
+                _wait(
+                    "the final reconciliation tick",
+                    lambda: last_tick_after(instance, RECONCILIATION_SENSOR, restarted),
+                    args.drain_timeout,
+                    every=3,
+                )
+                time.sleep(10)
+                _wait("its runs", lambda: not in_flight(instance), args.drain_timeout, every=5)
+            procs.stop_daemon()
 
             def completed_wall(end: datetime) -> float:
                 for wall, sim in marks:
