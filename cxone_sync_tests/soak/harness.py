@@ -49,13 +49,14 @@ from typing import Any
 import dagster as dg
 
 from cxone_sync.catalog import CATEGORIES, category
+from cxone_sync.dagster_launcher import worker_pid
 from cxone_sync.defs.automation.sensors import (
     RECONCILIATION_SENSOR,
     gap_sensor_name,
     jobs_sensor_name,
 )
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, table_key
-from cxone_sync.defs.maintenance.staging import STAGING_CLEANUP_SENSOR, plan_cleanup
+from cxone_sync.defs.maintenance.staging import IN_FLIGHT, STAGING_CLEANUP_SENSOR, plan_cleanup
 from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT
 from cxone_sync.simulator.config import DriftSpec, FaultConfig, SimConfig
 from cxone_sync.simulator.stack import LocalStack
@@ -63,17 +64,9 @@ from cxone_sync.simulator.truth import differences
 
 BIN = Path(sys.executable).parent
 START = datetime(2024, 3, 15, tzinfo=UTC)
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 HOSTILE_IDS_KNOB = "hostile_job_ids"
 HOSTILE_IDS_SHARE = 0.05
 RUN_KEY_TAGS = ("dagster/run_key", "cxone/run_key")
-_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 # Variables that would point the platform somewhere other than the stack when left set.
 _FOREIGN_ENV = (
     "CXONE_TOKEN_URL",
@@ -437,15 +430,6 @@ def _wait(what: str, predicate: Callable[[], bool], timeout: float, every: float
 
 def in_flight(instance: dg.DagsterInstance) -> list[dg.RunRecord]:
     return list(instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)))
-
-
-def worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The pid the run's worker reported when it started (its "Started process" event)."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        match = _PID.search(entry.message or "")
-        if match:
-            return int(match.group(1))
-    return None
 
 
 def _chain(error: Any) -> str:

@@ -46,6 +46,7 @@ from cxone_sync.defs.automation.state import (
 from cxone_sync.defs.ingest.assets import load_step_name, table_key
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.defs.ingest.loaded import loaded_jobs
+from cxone_sync.defs.maintenance.staging import IN_FLIGHT
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import Warehouse
@@ -721,14 +722,6 @@ def gap_tick(
 
 
 # ---------------------------------------------------------------- late-data reconciliation
-
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def partitions_in_flight(
