@@ -1,4 +1,4 @@
-"""``python -m cxone_sync_tests.soak [--short] [--days N] [--categories a,b] [--seed N]``.
+"""``python -m cxone_sync_tests.soak [--short] [--days N] [--categories a,b] [--seed N] ...``.
 
 Runs the soak (see :mod:`.harness`), prints progress and the summary, writes ``report.json``
 and the daemon logs into the work folder (a temporary one unless ``--workdir``); exit 1 when
@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--daemon-kills", type=int)
     parser.add_argument("--worker-kills", type=int)
-    parser.add_argument("--step-seconds", type=float, help="wall seconds per simulated hour")
+    parser.add_argument("--step-seconds", type=float, help="minimum wall seconds per step")
+    parser.add_argument(
+        "--step-hours",
+        type=float,
+        help="simulated hours per step (default 1: a sensor sees "
+        "one hour at a time; more: each tick sees a backlog and requests ranged runs)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and data here")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
@@ -33,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["days"] = args.days
     if args.categories:
         overrides["categories"] = tuple(c.strip() for c in args.categories.split(","))
+    if args.step_hours is not None:
+        overrides["step"] = timedelta(hours=args.step_hours)
     for name in ("seed", "daemon_kills", "worker_kills", "step_seconds"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)

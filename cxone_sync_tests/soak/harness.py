@@ -623,7 +623,7 @@ def _drive(
     log: Callable[[str], None],
 ) -> None:
     world = stack.world
-    steps = int((plan.end - START) / plan.step) + 2  # + 2 h: the last intervals' exports
+    steps = int((plan.end - START) / plan.step) + 2  # 2 more (>= 2 h): the last exports complete
     kills: dict[int, list[str]] = {}
     for kind, count in (("daemon", plan.daemon_kills), ("worker", plan.worker_kills)):
         for s in rng.sample(range(2, steps), count):
