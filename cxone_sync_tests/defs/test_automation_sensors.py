@@ -31,6 +31,7 @@ from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.defs.test_automation_support import (
     Daemon,
+    carried_events,
     exports,
     jobs_of,
     loads,
@@ -178,11 +179,17 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     cursor = JobsCursor.loads(first.cursor)
     newest = max(j["updated_at"] for j in jobs_of(p.stack, "ivr"))
     assert _iso(cursor.position.high_water or START) == newest
-    # the evaluation wrote nothing (no warehouse yet): the transitions travel in one
-    # record_job_events_job run, which records them
+    # the evaluation wrote nothing (no warehouse yet): the transitions ride in the first load
+    # run (no run of their own), which records them
     assert not get_settings().duckdb_path.exists()
-    recording = [r for r in first.run_requests or [] if r.job_name == "record_job_events_job"]
-    assert len(recording) == 1 and len(first.run_requests or []) == 4
+    assert len(first.run_requests or []) == 3 and not [
+        r for r in first.run_requests or [] if r.job_name == "record_job_events_job"
+    ]
+    (carrier,) = [r for r in loads(first) if "cxone/events" in r.tags]
+    assert carrier is (first.run_requests or [])[0]
+    assert {e["job_id"] for e in carried_events(first)} == {
+        j["id"] for j in jobs_of(p.stack, "ivr")
+    }
     p.daemon.launch("ivr_jobs_sensor", first)
     assert p.events() == sorted(
         (j["id"], j["status"], datetime.fromisoformat(j["updated_at"].replace("Z", "+00:00")))
@@ -216,7 +223,7 @@ def test_hostile_job_ids_get_safe_run_keys_and_tags_and_still_load(
         (r, ok)
         for r, ok in p.daemon.tick("ivr_jobs_sensor")
         if (r.job_name or "").startswith("sync_")
-    ]  # the partition loads (the job events travel in a run of their own)
+    ]  # the partition loads (the first one carries the job events)
     assert len(ran) == len(completed) == 4 and all(ok for _, ok in ran)
     requests = [r for r, _ in ran]
     assert len({r.run_key for r in requests}) == len(requests)
@@ -366,7 +373,7 @@ def test_a_locked_warehouse_never_loses_job_state_changes(
     platform: Callable[..., Platform], tmp_path: Path
 ) -> None:
     # The sensor does not open the warehouse (it writes nothing): another process holding the
-    # lock does not stop the tick; the state changes travel in a record_job_events_job run.
+    # lock does not stop the tick; the state changes travel in the tick's first load run.
     p = platform(categories=("ivr",))
     p.world.advance(timedelta(hours=3))
     path = get_settings().duckdb_path
@@ -390,27 +397,28 @@ def test_a_locked_warehouse_never_loses_job_state_changes(
         holder.wait()
     assert len(loads(locked)) == 2 and locked.cursor is not None
     assert not p.events()  # nothing written by the evaluation
-    assert p.daemon.launch("ivr_jobs_sensor", locked)[0][1]  # the recording run succeeds
+    assert p.daemon.launch("ivr_jobs_sensor", locked)[0][1]  # the carrying run succeeds
     assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
     again = p.daemon.evaluate("ivr_jobs_sensor")
     assert not again.run_requests
 
 
-def test_the_job_events_run_waits_for_a_warehouse_held_briefly_instead_of_failing(
+def test_the_run_carrying_job_events_waits_for_a_warehouse_held_briefly_instead_of_failing(
     platform: Callable[..., Platform],
 ) -> None:
-    # The sensor writes nothing; the run that records its job events opens the warehouse for
-    # writing, meets the lock another process holds, waits, and records once it is released.
+    # The sensor writes nothing; the run that records its job events (the first load run)
+    # opens the warehouse for writing, meets the lock another process holds, waits, and
+    # records once it is released.
     p = platform(categories=("ivr",), env={"CXONE_WAREHOUSE_LOCK_WAIT_SECONDS": "60"})
     p.world.advance(timedelta(hours=3))
     path = get_settings().duckdb_path
     DuckDBWarehouse(path).ensure_control_tables()
     data = p.daemon.evaluate("ivr_jobs_sensor")
-    assert (data.run_requests or [])[0].job_name == "record_job_events_job"
+    assert "cxone/events" in (data.run_requests or [])[0].tags
     with LockHolder(path) as holder, release_after_waits(holder) as waits:
         launched = p.daemon.launch("ivr_jobs_sensor", data)
     assert waits and f"PID {holder.pid}" in waits[0]  # the run met the lock and waited
-    assert len(launched) == 3 and all(ok for _, ok in launched)  # events + 2 loads
+    assert len(launched) == 2 and all(ok for _, ok in launched)  # 2 loads, one carrying events
     assert {e[0] for e in p.events()} == {j["id"] for j in jobs_of(p.stack, "ivr")}
 
 

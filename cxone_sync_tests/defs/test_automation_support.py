@@ -127,6 +127,21 @@ def loads(data: SensorExecutionData) -> list[dg.RunRequest]:
     return [r for r in data.run_requests or [] if (r.job_name or "").startswith("sync_")]
 
 
+def carried_events(data: SensorExecutionData) -> list[dict[str, Any]]:
+    """The job state changes an evaluation hands to runs: in its first load run's config (the
+    category's first load step) or in ``record_job_events_job`` runs."""
+    out: list[dict[str, Any]] = []
+    for r in data.run_requests or []:
+        for op in (r.run_config or {}).get("ops", {}).values():
+            cfg = op.get("config") or {}
+            events = cfg.get("job_events") or (
+                cfg if r.job_name == "record_job_events_job" else None
+            )
+            if events:
+                out.extend(events["events"])
+    return out
+
+
 def exports(data: SensorExecutionData) -> list[dg.RunRequest]:
     """The manual-export requests of an evaluation."""
     return [r for r in data.run_requests or [] if r.job_name == "request_manual_export_job"]

@@ -20,12 +20,16 @@ import pytest
 
 from cxone_sync.catalog import category
 from cxone_sync.cxone.client import CXoneClient
+from cxone_sync.cxone.models import Job, JobStatus, JobTrigger
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.defs.automation.state import GapCursor, JobsCursor, ReconciliationCursor
 from cxone_sync.defs.automation.ticks import (
     TAG_RANGE_END,
     TAG_RANGE_START,
+    Tick,
+    carry_events,
     jobs_tick,
+    load_requests,
     reconcile_tick,
 )
 from cxone_sync.defs.partitions import partitions_for
@@ -35,6 +39,7 @@ from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.defs.test_automation_support import (
     Daemon,
+    carried_events,
     exports,
     jobs_of,
     loads,
@@ -149,10 +154,10 @@ def test_a_preview_after_a_loaded_day_writes_nothing_and_asks_for_ranged_runs_of
             assert covered == expected, cat
             assert len(requested) == -(-len(expected) // per_run)
             assert not exports(data)
-            (recording,) = [
-                r for r in data.run_requests or [] if r.job_name == "record_job_events_job"
-            ]
-            events = recording.run_config["ops"]["record_job_events"]["config"]["events"]
+            # the state changes ride in the first ranged run: no run of their own
+            assert "cxone/events" in requested[0].tags
+            assert not [r for r in data.run_requests or [] if r.job_name == "record_job_events_job"]
+            events = carried_events(data)
             assert {e["job_id"] for e in events} == {j["id"] for j in jobs_before[cat]}
         # reconciliation: nothing of the loaded day (its loads considered every job)
         reconciled = evaluated[RECONCILIATION_SENSOR].run_requests or []
@@ -204,11 +209,11 @@ def test_dagster_sensor_preview_on_disk_writes_nothing_and_prints_readable_reque
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    # one ranged load of the unloaded hours, one run recording the job state changes
-    assert "Sensor returning run requests for 2 run(s)" in out, out[-3000:]
+    # one ranged load of the unloaded hours, carrying the job state changes
+    assert "Sensor returning run requests for 1 run(s)" in out, out[-3000:]
     new = completed_partitions(stack, "ivr", START + LOADED)
     assert len(new) >= 4 and f"partitions: {new[0]} .. {new[-1]}" in out
-    assert "record_job_events" in out and jobs_before[-1]["id"] in out
+    assert "job_events" in out and jobs_before[-1]["id"] in out
     assert "\n{}\n" not in out  # no request without a readable config
     assert control_tables() == before
     assert Path(get_settings().duckdb_path).read_bytes() == digest
@@ -471,3 +476,69 @@ def test_jobs_for_partitions_dagster_has_not_opened_yet_wait_in_the_cursor(
         assert later.jobs_seen == 0
         assert requested(later) == sorted(held)
         assert JobsCursor.loads(later.cursor).waiting == {}
+
+
+# ------------------------------------------------------- where a tick's job events travel
+
+
+def _job(n: int, status: str = "COMPLETED") -> Job:
+    start = START + timedelta(hours=n)
+    return Job(
+        id=f"job-{n}",
+        download_id="dl-ivr",
+        category="ivr",
+        status=JobStatus(status),
+        trigger=JobTrigger("SCHEDULED"),
+        interval_start=start,
+        interval_end=start + timedelta(hours=1),
+        updated_at=start + timedelta(hours=1, minutes=5),
+        output_files=[],
+        record_count=0,
+    )
+
+
+def _earlier_run() -> dg.JobDefinition:
+    @dg.op
+    def noop() -> None:
+        pass
+
+    @dg.job(name="sync_ivr_job")
+    def earlier() -> None:
+        noop()
+
+    return earlier
+
+
+def test_job_events_ride_on_a_fresh_load_run_else_in_a_run_that_queues_behind_loads(
+    tmp_path: Path,
+) -> None:
+    ivr = category("ivr")
+    pdef = partitions_for(ivr, START.date())
+    jobs = [_job(0), _job(1, "FAILED")]
+    with dg.DagsterInstance.ephemeral() as instance:
+        # a load request: the first one carries every state change of the tick
+        tick = Tick()
+        load_requests(tick, ivr, pdef, instance, [jobs[0]], AutomationSettings(), "s")
+        carry_events(tick, ivr, jobs, instance, "s")
+        (carrier,) = tick.run_requests
+        assert carrier.job_name == "sync_ivr_job" and carrier.tags["cxone/events"] == "2"
+        (cfg,) = [op["config"] for op in carrier.run_config["ops"].values()]
+        assert [e["job_id"] for e in cfg["job_events"]["events"]] == ["job-0", "job-1"]
+        assert cfg["cxone_request"]["jobs"] == ["job-0"]  # what it loads is unchanged
+        # that run key has run already (a tick evaluated again): Dagster would drop the
+        # request and its events with it, so they go in a run of their own, behind the loads
+        _earlier_run().execute_in_process(
+            instance=instance, tags={"cxone/run_key": carrier.run_key or ""}
+        )
+        again = Tick()
+        load_requests(again, ivr, pdef, instance, [jobs[0]], AutomationSettings(), "s")
+        carry_events(again, ivr, jobs, instance, "s")
+        load, own = again.run_requests
+        assert "cxone/events" not in load.tags and "job_events" not in str(load.run_config)
+        assert own.job_name == "record_job_events_job" and own.tags["dagster/priority"] == "-1"
+        events = own.run_config["ops"]["record_job_events"]["config"]["events"]
+        assert [e["job_id"] for e in events] == ["job-0", "job-1"]
+    # no load in the tick (only a failure): a run of their own
+    alone = Tick()
+    carry_events(alone, ivr, [jobs[1]], None, "s")
+    assert [r.job_name for r in alone.run_requests] == ["record_job_events_job"]

@@ -5,8 +5,10 @@ preview`` has no side effect and a tick that is evaluated but never committed ch
 The two side effects a tick decides on run as small jobs of their own:
 
 * ``record_job_events_job``: the job state changes a jobs-sensor tick saw, written to
-  ``cxone_sync.job_events`` (idempotent: a (job, status) pair is stored once). The events travel
-  in the run config, so the run page shows exactly what was recorded.
+  ``cxone_sync.job_events`` (idempotent: a (job, status) pair is stored once), when the tick
+  requests no partition load to carry them (:mod:`.job_events`). The events travel in the run
+  config, so the run page shows exactly what was recorded. These runs queue behind loads
+  (``dagster/priority`` -1): they only keep an audit table current.
 * ``request_manual_export_job``: one CXone manual export (a POST, ``overwrite: false``, into
   ``{prefix}backfill/``), one run per interval and attempt (run key
   ``manual-export:{category}:{start}/{end}:{attempt}``), so a repeated request never POSTs twice.
@@ -18,11 +20,10 @@ from datetime import datetime
 import dagster as dg
 
 from cxone_sync.cxone.errors import ConflictError, CXoneError
-from cxone_sync.cxone.models import Job
+from cxone_sync.defs.automation.job_events import JobEventsConfig, record
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL
 from cxone_sync.defs.ingest.jobs import RUN_RETRY_TAGS
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
-from cxone_sync.warehouse.base import JobEvent
 
 RECORD_JOB_EVENTS_JOB = "record_job_events_job"
 REQUEST_MANUAL_EXPORT_JOB = "request_manual_export_job"
@@ -31,55 +32,6 @@ BACKFILL = "backfill/"
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-class JobEventConfig(dg.Config):
-    """One job state change as the API reported it."""
-
-    job_id: str
-    status: str
-    interval_start: str
-    interval_end: str
-    updated_at: str
-    trigger: str
-    download_id: str
-    error_details: str | None = None
-
-    @classmethod
-    def of(cls, job: Job) -> "JobEventConfig":
-        return cls(
-            job_id=job.id,
-            status=job.status.value,
-            interval_start=_iso(job.interval_start),
-            interval_end=_iso(job.interval_end),
-            updated_at=_iso(job.updated_at),
-            trigger=job.trigger.value,
-            download_id=job.download_id,
-            error_details=job.error_details,
-        )
-
-    def event(self, category: str) -> JobEvent:
-        return JobEvent(
-            job_id=self.job_id,
-            category=category,
-            download_id=self.download_id,
-            status=self.status,
-            interval_start=_parse(self.interval_start),
-            interval_end=_parse(self.interval_end),
-            updated_at=_parse(self.updated_at),
-            error_details=self.error_details,
-            trigger=self.trigger,
-        )
-
-
-class JobEventsConfig(dg.Config):
-    category: str
-    sensor: str = ""
-    events: list[JobEventConfig]
 
 
 class ManualExportConfig(dg.Config):
@@ -100,10 +52,9 @@ class ManualExportConfig(dg.Config):
 def record_job_events(
     context: dg.OpExecutionContext, config: JobEventsConfig, warehouse: WarehouseResource
 ) -> None:
-    added = warehouse.get().record_job_events([e.event(config.category) for e in config.events])
+    carried, added = record(warehouse.get(), config)
     context.log.info(
-        f"{config.category}: {len(config.events)} job state change(s), {added} new in "
-        "cxone_sync.job_events"
+        f"{config.category}: {carried} job state change(s), {added} new in cxone_sync.job_events"
     )
 
 

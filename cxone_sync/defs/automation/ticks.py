@@ -24,11 +24,9 @@ from cxone_sync.cxone.models import Job, JobStatus, JobTrigger
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.cxone.uris import parse_s3_uri
-from cxone_sync.defs.automation.actions import (
-    RECORD_JOB_EVENTS_JOB,
-    REQUEST_MANUAL_EXPORT_JOB,
-    JobEventConfig,
-)
+from cxone_sync.defs.automation.actions import RECORD_JOB_EVENTS_JOB, REQUEST_MANUAL_EXPORT_JOB
+from cxone_sync.defs.automation.job_events import CONFIG_KEY as EVENTS_KEY
+from cxone_sync.defs.automation.job_events import events_config
 from cxone_sync.defs.automation.state import (
     ENDED_BADLY,
     LIVE,
@@ -77,7 +75,7 @@ class Tick:
     """Log lines: what happened, and what a person should know."""
     errors: list[str] = field(default_factory=list)
     events_written: int = 0
-    """Job state changes handed to ``record_job_events_job`` runs (written by those runs)."""
+    """Job state changes handed to a run (a load run or ``record_job_events_job``) to write."""
     jobs_seen: int = 0
     partitions_requested: list[str] = field(default_factory=list)
     """Every partition key a load request of this tick covers (singles and ranges)."""
@@ -327,11 +325,15 @@ def _report(
 # -------------------------------------------------------------------------- jobs sensor
 
 
+EVENTS_PRIORITY = "-1"
+"""``dagster/priority`` of a run that only records job events: the queue starts loads first."""
+
+
 def event_requests(category: Category, jobs: Sequence[Job], sensor: str) -> list[dg.RunRequest]:
     """``record_job_events_job`` runs carrying the state changes (the sensor writes nothing)."""
     out = []
     for i in range(0, len(jobs), EVENTS_PER_RUN):
-        chunk = jobs[i : i + EVENTS_PER_RUN]
+        chunk = list(jobs[i : i + EVENTS_PER_RUN])
         rk = "job-events:{}:{}".format(
             category.name,
             _digest([f"{j.id}|{j.status.value}|{iso(j.updated_at)}" for j in chunk]),
@@ -342,19 +344,64 @@ def event_requests(category: Category, jobs: Sequence[Job], sensor: str) -> list
                 job_name=RECORD_JOB_EVENTS_JOB,
                 run_config={
                     "ops": {
-                        "record_job_events": {
-                            "config": {
-                                "category": category.name,
-                                "sensor": sensor,
-                                "events": [JobEventConfig.of(j).model_dump() for j in chunk],
-                            }
-                        }
+                        "record_job_events": {"config": events_config(category.name, chunk, sensor)}
                     }
                 },
-                tags={TAG_TRIGGER: sensor, TAG_RUN_KEY: rk, "cxone/events": str(len(chunk))},
+                tags={
+                    TAG_TRIGGER: sensor,
+                    TAG_RUN_KEY: rk,
+                    "cxone/events": str(len(chunk)),
+                    "dagster/priority": EVENTS_PRIORITY,
+                },
             )
         )
     return out
+
+
+def _run_key_used(instance: dg.DagsterInstance | None, rk: str) -> bool:
+    """A run with this run key exists (Dagster would drop a new request carrying it)."""
+    if instance is None:
+        return False
+    return bool(instance.get_run_ids(filters=dg.RunsFilter(tags={TAG_RUN_KEY: rk}), limit=1))
+
+
+def carry_events(
+    tick: Tick,
+    category: Category,
+    jobs: Sequence[Job],
+    instance: dg.DagsterInstance | None,
+    sensor: str,
+) -> None:
+    """Put the tick's state changes on its first new load request, else on runs of their own.
+
+    A load request whose run key already ran would be dropped by Dagster with its events, so
+    only a fresh one carries them; over ``EVENTS_PER_RUN`` changes they go in their own runs."""
+    if not jobs:
+        return
+    name = category_job_name(category)
+    loads = [i for i, r in enumerate(tick.run_requests) if r.job_name == name]
+    if loads and len(jobs) <= EVENTS_PER_RUN:
+        i = loads[0]
+        r = tick.run_requests[i]
+        if r.run_key and not _run_key_used(instance, r.run_key):
+            config = dict(r.run_config)
+            ops = {k: dict(v) for k, v in config["ops"].items()}
+            op = load_step_name(category.data_types[0])
+            ops[op] = {
+                "config": {
+                    **ops[op]["config"],
+                    EVENTS_KEY: events_config(category.name, list(jobs), sensor),
+                }
+            }
+            tick.run_requests[i] = dg.RunRequest(
+                run_key=r.run_key,
+                job_name=r.job_name,
+                partition_key=r.partition_key,
+                run_config={**config, "ops": ops},
+                tags={**r.tags, "cxone/events": str(len(jobs))},
+            )
+            return
+    tick.run_requests.extend(event_requests(category, jobs, sensor))
 
 
 def _consecutive(pdef: dg.TimeWindowPartitionsDefinition, keys: Sequence[str]) -> list[list[str]]:
@@ -515,7 +562,6 @@ def jobs_tick(
     fresh, more = cursor.position.take(stream, settings.max_jobs_per_tick, budget.spent)
     tick.jobs_seen = len(fresh)
     tick.stopped_early = more
-    tick.run_requests.extend(event_requests(category, fresh, sensor))
     tick.events_written = len(fresh)
     completed = [j for j in fresh if j.status == JobStatus.COMPLETED]
     # jobs that waited for their partition to open: fetched again once it has (a few calls)
@@ -535,6 +581,7 @@ def jobs_tick(
                 completed.append(job)
                 seen.add(job_id)
     waiting = load_requests(tick, category, pdef, instance, completed, settings, sensor, now)
+    carry_events(tick, category, fresh, instance, sensor)
     for key, ids in waiting.items():
         held = cursor.waiting.setdefault(key, [])
         held.extend(i for i in ids if i not in held)
@@ -580,10 +627,17 @@ def jobs_tick(
         )
     _prune(cursor.owed, cursor.position.high_water, settings.gap_lookback)
     loads = len(tick.run_requests) - tick.exports_requested - len(event_requests_of(tick))
+    own = len(event_requests_of(tick))
+    carrier = next((r for r in tick.run_requests if "cxone/events" in r.tags), None)
+    recorded_by = (
+        f"{own} {RECORD_JOB_EVENTS_JOB} run(s)"
+        if own or carrier is None
+        else f"the load run {carrier.run_key}"
+    )
     tick.lines.insert(
         0,
-        f"{len(fresh)} job state change(s) since {iso(since)} (recorded by "
-        f"{len(event_requests_of(tick))} {RECORD_JOB_EVENTS_JOB} run(s)), {loads} load run(s) "
+        f"{len(fresh)} job state change(s) since {iso(since)} (recorded by {recorded_by}), "
+        f"{loads} load run(s) "
         f"for {len(tick.partitions_requested)} partition(s)"
         + (f" ({_span(tick.partitions_requested)})" if tick.partitions_requested else "")
         + (

@@ -29,6 +29,8 @@ from cxone_sync.catalog import Category, DataType
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label, shown
+from cxone_sync.defs.automation.job_events import CONFIG_KEY as EVENTS_KEY
+from cxone_sync.defs.automation.job_events import record as record_events
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, IngestResource, WarehouseResource
 from cxone_sync.defs.retries import is_transient, retry_transient, step_retry_policy
@@ -442,8 +444,13 @@ def build_data_type_assets(
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run),
         pool=WAREHOUSE_POOL,
         can_subset=False,
-        # what a sensor's load request is for, shown by `dagster sensor preview`; not read here
-        config_schema={"cxone_request": dg.Field(dg.Permissive(), is_required=False)},
+        config_schema={
+            # what a sensor's load request is for, shown by `dagster sensor preview`; not read
+            "cxone_request": dg.Field(dg.Permissive(), is_required=False),
+            # the job state changes of the sensor tick that requested this run (first data type
+            # of the category only), written before loading (automation/job_events.py)
+            EVENTS_KEY: dg.Field(dg.Permissive(), is_required=False),
+        },
         description=f"Stage, gate and merge {dt.table}, partition by partition.",
     )
     @retry_transient
@@ -454,6 +461,13 @@ def build_data_type_assets(
         warehouse: WarehouseResource,
         ingest: IngestResource,
     ) -> Iterator[Any]:
+        events = (context.op_execution_context.op_config or {}).get(EVENTS_KEY)
+        if events:
+            carried, added = record_events(warehouse.get(), events)
+            context.log.info(
+                f"{category.name}: {carried} job state change(s) of the requesting sensor tick, "
+                f"{added} new in cxone_sync.job_events"
+            )
         yield from _Step(category, dt, context, cxone, s3, warehouse, ingest).run()
 
     return [_load]
