@@ -174,10 +174,15 @@ def range_problem(
     """Why ``sync`` refuses [start, end) (None: it does not)."""
     first = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     if start < first:
+        usable = (
+            f"the range it would use is [{first:%Y-%m-%dT%H:%M}Z, {end:%Y-%m-%dT%H:%M}Z)"
+            if end > first
+            else "no part of the range is usable"
+        )
         return (
             f"--start {start:%Y-%m-%dT%H:%M}Z is before the first partition "
-            f"({first:%Y-%m-%d}, CXONE_PARTITIONS_START): Dagster has no partition there. Start "
-            "at or after it, or set CXONE_PARTITIONS_START earlier"
+            f"({first:%Y-%m-%d}, CXONE_PARTITIONS_START): Dagster has no partition there; "
+            f"{usable}. Start at or after it, or set CXONE_PARTITIONS_START earlier"
         )
     if not any(c.interval_starts(start, end) for c in selected):
         return (
@@ -186,6 +191,56 @@ def range_problem(
             "categories: 00:00, 06:00, 12:00, 18:00 UTC); widen the range"
         )
     return None
+
+
+def partial_intervals(cat: Category, start: datetime, end: datetime) -> list[str]:
+    """The category's intervals that [start, end) covers only in part (not loaded by sync)."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    out = []
+    for edge in (start, end):
+        if (edge - epoch) % cat.interval:
+            lo = epoch + ((edge - epoch) // cat.interval) * cat.interval
+            if lo + cat.interval > start and lo < end:  # overlaps the range
+                span = f"[{lo:%Y-%m-%dT%H:%M}Z, {lo + cat.interval:%Y-%m-%dT%H:%M}Z)"
+                if span not in out:
+                    out.append(span)
+    return out
+
+
+class Progress:
+    """Partitions done / total while ``sync`` works: a bar on a terminal, plain lines in logs.
+
+    Every finished run prints one plain line (kept in CI logs and on a terminal); on a terminal
+    a bar under those lines is redrawn after each run."""
+
+    def __init__(self, total: int, runs: int, stream: Any = None) -> None:
+        self.total, self.planned, self.done, self.rows = total, runs, 0, 0
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.began = time.monotonic()
+
+    def _bar(self, width: int = 30) -> str:
+        filled = width * self.done // self.total if self.total else width
+        return (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} partition(s), "
+            f"{self.rows:,} row(s) merged, {time.monotonic() - self.began:.0f} s"
+        )
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        if self.tty and self.done < self.total:
+            self.stream.write(self._bar())
+        self.stream.flush()
+
+    def advance(self, partitions: int, rows: int) -> None:
+        self.done += partitions
+        self.rows += rows
+
+
+def _merged_rows(tables: dict[str, TableSummary]) -> int:
+    return sum(t.inserted + t.updated for t in tables.values())
 
 
 def _contiguous(keys: Sequence[str], pending: set[str]) -> list[list[str]]:
@@ -230,12 +285,20 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
         print(f"cxone-sync sync: {problem}", file=sys.stderr)
         return 2
     for cat in selected:
+        hours = int(cat.interval.total_seconds() // 3600)
         if not cat.interval_starts(start, end):
-            hours = int(cat.interval.total_seconds() // 3600)
             print(
                 f"cxone-sync sync: {cat.name}: no whole {hours}-hour partition in "
                 f"[{start:%Y-%m-%dT%H:%M}Z, {end:%Y-%m-%dT%H:%M}Z) (its partitions start every "
                 f"{hours} h from 00:00 UTC); nothing to load for it, widen the range to load it",
+                file=sys.stderr,
+            )
+        elif partial := partial_intervals(cat, start, end):
+            starts = cat.interval_starts(start, end)
+            print(
+                f"cxone-sync sync: {cat.name}: {' and '.join(partial)} only partly inside the "
+                f"range: not loaded (a partition loads whole); loading "
+                f"[{starts[0]:%Y-%m-%dT%H:%M}Z, {starts[-1] + cat.interval:%Y-%m-%dT%H:%M}Z)",
                 file=sys.stderr,
             )
     runner = CodeLocationRunner()
@@ -246,6 +309,8 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
     runs = failed_runs = skipped = 0
     with DagsterInstance.get() as instance:
         apply_pool_limit(instance, get_settings(), WAREHOUSE_POOL)
+        # the plan first (what is already loaded is skipped), so progress has a total
+        plan: list[tuple[timedelta, list[str], list[str]]] = []  # interval, chunk, categories
         for interval, group in sorted(by_interval.items()):
             keys = [partition_key(t) for t in group[0].interval_starts(start, end)]
             current: dict[str, set[str]] = {}
@@ -262,32 +327,43 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
             for stretch in _contiguous(keys, pending):
                 for i in range(0, len(stretch), per_run):
                     chunk = stretch[i : i + per_run]
-                    selection = [
-                        k
-                        for c in group
-                        if todo[c.name] & set(chunk)
-                        for dt in c.data_types
-                        for k in (staged_key(dt), table_key(dt))
-                    ]
-                    began = time.monotonic()
-                    outcome = runner.run(
-                        instance,
-                        interval_job_name(interval),
-                        selection,
-                        tags={"cxone/trigger": "cli-sync", **partition_tags(chunk)},
-                        run_config={**QUIET, **IN_PROCESS},
-                    )
-                    runs += 1
-                    failed_runs += 0 if outcome.success else 1
-                    _collect(outcome.events, chunk, tables)
-                    span = chunk[0] if len(chunk) == 1 else f"{chunk[0]} .. {chunk[-1]}"
-                    print(
-                        f"run {runs}: {span} ({len(chunk)} partition(s) of "
-                        f"{', '.join(sorted(n for n in todo if todo[n] & set(chunk)))}): "
-                        f"{'loaded' if outcome.success else 'FAILED (see below)'} in "
-                        f"{time.monotonic() - began:.1f} s, run {outcome.run_id}",
-                        flush=True,
-                    )
+                    names = sorted(n for n in todo if todo[n] & set(chunk))
+                    plan.append((interval, chunk, names))
+        total = sum(len(chunk) for _, chunk, _ in plan)
+        progress = Progress(total, len(plan))
+        if plan:
+            progress.line(
+                f"sync: {total} partition(s) to load in {len(plan)} run(s)"
+                + (f", {skipped} category partition(s) already loaded" if skipped else "")
+            )
+        for interval, chunk, names in plan:
+            selection = [
+                k
+                for name in names
+                for dt in category(name).data_types
+                for k in (staged_key(dt), table_key(dt))
+            ]
+            began = time.monotonic()
+            rows_before = _merged_rows(tables)
+            outcome = runner.run(
+                instance,
+                interval_job_name(interval),
+                selection,
+                tags={"cxone/trigger": "cli-sync", **partition_tags(chunk)},
+                run_config={**QUIET, **IN_PROCESS},
+            )
+            runs += 1
+            failed_runs += 0 if outcome.success else 1
+            _collect(outcome.events, chunk, tables)
+            rows = _merged_rows(tables) - rows_before
+            progress.advance(len(chunk), rows)
+            span = chunk[0] if len(chunk) == 1 else f"{chunk[0]} .. {chunk[-1]}"
+            progress.line(
+                f"[{progress.done}/{total}] run {runs}/{len(plan)}: {span} ({len(chunk)} "
+                f"partition(s) of {', '.join(names)}): "
+                f"{'loaded' if outcome.success else 'FAILED (see below)'}, {rows:,} row(s) "
+                f"merged in {time.monotonic() - began:.1f} s, run {outcome.run_id}"
+            )
     if skipped:
         print(
             f"{skipped} category partition(s) skipped: already loaded from every COMPLETED export "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import dagster as dg
 import pytest
 
 from cxone_sync.catalog import category
-from cxone_sync.cli import main
+from cxone_sync.cli import Progress, main, partial_intervals
 from cxone_sync.simulator.config import CountSkew
 from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -41,12 +43,20 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
     out = capsys.readouterr().out
     assert code == 1, out
     assert "record_count" in out and "2024-03-15-02:00" in out
-    # a line per run as it ends, before the summary
+    # the plan, then a line per run as it ends (partitions done / total, rows), then the summary
+    assert out.startswith("sync: 7 partition(s) to load in 2 run(s)\n"), out
     assert (
-        "run 1: 2024-03-15-00:00 .. 2024-03-15-05:00 (6 partition(s) of telephony): FAILED" in out
+        "[6/7] run 1/2: 2024-03-15-00:00 .. 2024-03-15-05:00 (6 partition(s) of telephony): "
+        "FAILED" in out
     ), out
-    assert "run 2: 2024-03-15-00:00 (1 partition(s) of workforce_management): loaded" in out, out
-    assert out.index("run 2: ") < out.index("Dagster runs")
+    done = re.search(
+        r"\[7/7\] run 2/2: 2024-03-15-00:00 \(1 partition\(s\) of workforce_management\): "
+        r"loaded, ([\d,]+) row\(s\) merged",
+        out,
+    )
+    assert done, out
+    assert out.index("run 2/2: ") < out.index("Dagster runs")
+    assert "\x1b" not in out  # not a terminal: plain lines only
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         # batched like a UI backfill: one ranged run per interval length, not one per partition
@@ -97,6 +107,11 @@ def test_sync_blocks_one_partition_loads_neighbours_then_repairs(env, capsys) ->
         "workforce_management", "adherence", START, START + timedelta(hours=6)
     )
     assert differences(truth, warehouse.read_table(adherence), list(adherence.key)) == []
+    # the run's line counted the rows it merged: the 6-hourly category's tables hold just those
+    merged = sum(
+        warehouse.read_table(dt).num_rows for dt in category("workforce_management").data_types
+    )
+    assert int(done.group(1).replace(",", "")) == merged > 0
 
     # repair with a manual export of the bad interval, then sync that hour again
     stack.world.manual_export(
@@ -179,6 +194,7 @@ def test_sync_refuses_ranges_without_partitions_and_names_skipped_categories(
     err = capsys.readouterr().err
     assert code == 2 and "before the first partition (2024-03-15" in err, err
     assert "CXONE_PARTITIONS_START" in err
+    assert "the range it would use is [2024-03-15T00:00Z, 2024-03-15T06:00Z)" in err, err
     # 03:00-09:00 holds no whole 6-hour partition: refused for a 6-hourly category alone
     args = ["sync", "--start", "2024-03-15T03:00Z", "--end", "2024-03-15T09:00Z"]
     code = main([*args, "--category", "workforce_management"])
@@ -186,3 +202,41 @@ def test_sync_refuses_ranges_without_partitions_and_names_skipped_categories(
     assert code == 2 and "holds no whole partition of workforce_management" in err, err
     with dg.DagsterInstance.get() as instance:
         assert instance.get_runs() == []
+
+
+def test_sync_names_intervals_only_partly_inside_the_range() -> None:
+    wfm, tel = category("workforce_management"), category("telephony")
+    start, end = START + timedelta(hours=3), START + timedelta(hours=15, minutes=30)
+    # 6-hourly: 00-06 and 12-18 are cut by the range's edges; 06-12 is whole
+    assert partial_intervals(wfm, start, end) == [
+        "[2024-03-15T00:00Z, 2024-03-15T06:00Z)",
+        "[2024-03-15T12:00Z, 2024-03-15T18:00Z)",
+    ]
+    assert [t.hour for t in wfm.interval_starts(start, end)] == [6]
+    # hourly: only the hour the end cuts
+    assert partial_intervals(tel, start, end) == ["[2024-03-15T15:00Z, 2024-03-15T16:00Z)"]
+    assert partial_intervals(tel, START, START + timedelta(hours=2)) == []
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term, log = Terminal(), io.StringIO()
+    for stream in (term, log):
+        progress = Progress(total=4, runs=2, stream=stream)
+        progress.line("sync: 4 partition(s) to load in 2 run(s)")
+        progress.advance(3, 1200)
+        progress.line("[3/4] run 1/2: ...")
+        progress.advance(1, 34)
+        progress.line("[4/4] run 2/2: ...")
+    assert log.getvalue() == (
+        "sync: 4 partition(s) to load in 2 run(s)\n[3/4] run 1/2: ...\n[4/4] run 2/2: ...\n"
+    )
+    shown = term.getvalue()
+    # each line clears the bar drawn under the previous one; the bar shows done / total, rows
+    assert shown.count("\r\x1b[K") == 3
+    assert "[######################........] 3/4 partition(s), 1,200 row(s) merged" in shown
+    assert "[..............................] 0/4 partition(s)" in shown
+    assert shown.endswith("[4/4] run 2/2: ...\n")  # finished: no bar left under the summary
