@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -688,8 +687,8 @@ def aws_clients(settings: Settings) -> tuple[Any, Any]:
     return s3, kms
 
 
-def bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> list[CheckLine]:
-    """Every bucket check, in the order the doctor prints them."""
+def iter_bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> Iterator[CheckLine]:
+    """Every bucket check, in the order the doctor prints them, each as it completes."""
     steps: list[Callable[[], CheckLine]] = [
         lambda: check_versioning(s3, bucket),
         lambda: check_default_encryption(s3, kms, bucket),
@@ -697,41 +696,50 @@ def bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> list[Chec
         lambda: check_bucket_policy(s3, bucket),
         lambda: check_read_decrypt(s3, bucket, prefix),
     ]
-    return [step() for step in steps]
+    for step in steps:
+        yield step()
+
+
+def bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> list[CheckLine]:
+    """Every bucket check, in the order the doctor prints them."""
+    return list(iter_bucket_checks(s3, kms, bucket, prefix))
+
+
+def iter_doctor(settings: Settings) -> Iterator[CheckLine]:
+    """Every preflight check against the configured API, bucket and warehouse, each line as
+    its check completes (the doctor prints it then, not all at the end)."""
+    from cxone_sync.bridge.doctor import bridge_lines
+
+    download = [c for c in CATEGORIES if settings.source_for(c.name) == "data_download"]
+    if download:
+        yield check_api(settings)
+    if len(download) < len(CATEGORIES) or settings.cxone_source:
+        yield from bridge_lines(settings)
+    try:
+        s3, kms = aws_clients(settings)
+    except (BotoCoreError, ValueError) as exc:
+        yield _failed(
+            "aws_client",
+            f"cannot create AWS clients: {type(exc).__name__}: {exc}",
+            "check AWS_REGION, AWS_ENDPOINT_URL_S3 and the AWS credential chain",
+        )
+    else:
+        yield from iter_bucket_checks(s3, kms, settings.cxone_bucket)
+    yield check_warehouse(settings)
 
 
 def run_doctor(settings: Settings) -> list[CheckLine]:
     """Every preflight check against the configured API, bucket and warehouse."""
-    from cxone_sync.bridge.doctor import bridge_lines
-
-    download = [c for c in CATEGORIES if settings.source_for(c.name) == "data_download"]
-    lines = [check_api(settings)] if download else []
-    if len(download) < len(CATEGORIES) or settings.cxone_source:
-        lines += bridge_lines(settings)
-    try:
-        s3, kms = aws_clients(settings)
-    except (BotoCoreError, ValueError) as exc:
-        lines.append(
-            _failed(
-                "aws_client",
-                f"cannot create AWS clients: {type(exc).__name__}: {exc}",
-                "check AWS_REGION, AWS_ENDPOINT_URL_S3 and the AWS credential chain",
-            )
-        )
-    else:
-        lines += bucket_checks(s3, kms, settings.cxone_bucket)
-    lines.append(check_warehouse(settings))
-    return lines
+    return list(iter_doctor(settings))
 
 
 def doctor() -> int:
-    """``cxone-sync doctor``: one line per check; 1 when any check failed."""
+    """``cxone-sync doctor``: one line per check as it completes; 1 when any check failed."""
     # the client logs each retry; the doctor's lines already say what failed
     logging.getLogger("cxone_sync.cxone.client").setLevel(logging.ERROR)
-    lines = run_doctor(get_settings())
-    for line in lines:
-        print("\n".join(line.render()))
-    failed = sum(not line.ok for line in lines)
-    print(f"\n{len(lines) - failed} passed, {failed} failed")
-    sys.stdout.flush()
+    passed = failed = 0
+    for line in iter_doctor(get_settings()):
+        print("\n".join(line.render()), flush=True)
+        passed, failed = passed + line.ok, failed + (not line.ok)
+    print(f"\n{passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0

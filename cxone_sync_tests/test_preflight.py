@@ -444,3 +444,24 @@ def test_doctor_reports_a_bucket_failure_with_its_fix(
         f"    fix: aws s3api put-bucket-versioning --bucket {stack_env.config.bucket} "
         "--versioning-configuration Status=Enabled"
     ) in out
+
+
+def test_doctor_prints_each_check_as_it_completes(
+    stack_env: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # what the doctor had printed when its last check (the warehouse) began
+    printed_before_warehouse: list[str] = []
+    original = preflight.check_warehouse
+
+    def observed(settings: Any) -> Any:
+        printed_before_warehouse.extend(capsys.readouterr().out.splitlines())
+        return original(settings)
+
+    monkeypatch.setattr(preflight, "check_warehouse", observed)
+    assert doctor() == 0
+    rest = capsys.readouterr().out.splitlines()
+    # the API and bucket lines were out before the warehouse check started; its own line after
+    assert any(x.startswith("PASS cxone_api") for x in printed_before_warehouse)
+    assert any(x.startswith("PASS bucket_versioning") for x in printed_before_warehouse)
+    assert not any("warehouse" in x for x in printed_before_warehouse)
+    assert rest[0].startswith("PASS warehouse") and rest[-1] == "7 passed, 0 failed"
