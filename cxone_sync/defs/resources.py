@@ -7,7 +7,6 @@ passed as ``dg.EnvVar`` so Dagster never stores or prints their values.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,6 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
@@ -104,8 +102,10 @@ class WarehouseResource(dg.ConfigurableResource):
     readers never take its single-writer lock. Both wait up to ``lock_wait_seconds`` for a DuckDB
     file another process holds (backoff with jitter) before giving up with a clear error.
     Snowflake has no such lock: both return the same warehouse. It is reached through
-    ``dagster_snowflake.SnowflakeResource``; its password and key passphrase are ``dg.EnvVar``
-    values, never resolved into config. ``s3`` is used on the Snowflake path only to prove a
+    :class:`~cxone_sync.defs.snowflake.SnowflakeWarehouseResource`, this class plus
+    ``dagster_snowflake.SnowflakeResource``, built only when ``CXONE_WAREHOUSE=snowflake``:
+    importing dagster-snowflake costs about 4 s of CPU (snowflake.core, snowpark), paid by every
+    run process and code server otherwise. ``s3`` is used on the Snowflake path only to prove a
     file's S3 version is unchanged after COPY (HEAD requests).
     """
 
@@ -113,7 +113,6 @@ class WarehouseResource(dg.ConfigurableResource):
     duckdb_path: str = ""
     memory_limit: str | None = None
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-    snowflake: SnowflakeResource | None = None
     snowflake_stage: str = "PUBLIC.CXONE_EXPORTS"
     bucket: str = ""
     s3: CachedS3Resource | None = None
@@ -145,61 +144,12 @@ class WarehouseResource(dg.ConfigurableResource):
         )
 
     def _snowflake(self) -> Warehouse:
-        from cxone_sync.warehouse.snowflake_warehouse import SnowflakeWarehouse
-
-        if self.snowflake is None or self.s3 is None:
-            raise dg.Failure(
-                description="CXONE_WAREHOUSE=snowflake needs SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, "
-                "SNOWFLAKE_DATABASE and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
-                "(cxone-sync doctor names what is missing)"
-            )
-        return SnowflakeWarehouse(
-            self.snowflake.get_connection,
-            stage=self.snowflake_stage,
-            stage_url=f"s3://{self.bucket}/",
-            s3_client=self.s3.get_client(),
-            instance_key=json.dumps(
-                [
-                    self.snowflake.account,
-                    self.snowflake.additional_snowflake_connection_args,
-                    self.snowflake.database,
-                ],
-                sort_keys=True,
-                default=str,
-            ),
+        # a plain WarehouseResource has no Snowflake connection (settings without SNOWFLAKE_*)
+        raise dg.Failure(
+            description="CXONE_WAREHOUSE=snowflake needs SNOWFLAKE_ACCOUNT, SNOWFLAKE_USER, "
+            "SNOWFLAKE_DATABASE and SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH "
+            "(cxone-sync doctor names what is missing)"
         )
-
-
-def snowflake_resource(settings: Settings) -> SnowflakeResource | None:
-    """dagster-snowflake's resource from the SNOWFLAKE_* settings; secrets as EnvVar only."""
-    if settings.snowflake_missing():
-        return None
-    extra: dict[str, Any] = {}
-    if settings.snowflake_host:
-        extra["host"] = settings.snowflake_host
-    if settings.snowflake_port:
-        extra["port"] = settings.snowflake_port
-    if settings.snowflake_protocol:
-        extra["protocol"] = settings.snowflake_protocol
-    return SnowflakeResource(
-        account=settings.snowflake_account,
-        user=settings.snowflake_user or "",
-        password=_secret("SNOWFLAKE_PASSWORD", None),
-        private_key_path=(
-            str(settings.snowflake_private_key_path)
-            if settings.snowflake_private_key_path
-            else None
-        ),
-        private_key_password=_secret("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", None),
-        role=settings.snowflake_role,
-        warehouse=settings.snowflake_warehouse,
-        database=settings.snowflake_database,
-        # every statement names its schema; a current schema is still needed by the emulator's
-        # MERGE, and PUBLIC exists in every database
-        schema="PUBLIC",
-        timezone="UTC",
-        additional_snowflake_connection_args=extra or None,
-    )
 
 
 class IngestResource(dg.ConfigurableResource):
@@ -214,7 +164,7 @@ class IngestResource(dg.ConfigurableResource):
         return self.category_tolerances.get(category, self.record_count_tolerance)
 
 
-def _secret(name: str, default: str | None) -> Any:
+def secret(name: str, default: str | None) -> Any:
     """An EnvVar when the variable is set (never resolved into config), else the default."""
     return dg.EnvVar(name) if os.environ.get(name) else default
 
@@ -239,6 +189,24 @@ def _bridge_config(settings: Settings, s3_kwargs: dict[str, Any]) -> dict[str, A
     }
 
 
+def warehouse_resource(settings: Settings, s3: CachedS3Resource) -> WarehouseResource:
+    """The warehouse resource for the settings; dagster-snowflake is imported only for Snowflake."""
+    common: dict[str, Any] = {
+        "kind": settings.cxone_warehouse,
+        "duckdb_path": str(settings.duckdb_path),
+        "memory_limit": settings.cxone_duckdb_memory_limit,
+        "lock_wait_seconds": settings.warehouse_lock_wait_seconds,
+        "snowflake_stage": settings.snowflake_stage,
+        "bucket": settings.cxone_bucket,
+        "s3": s3,
+    }
+    if settings.cxone_warehouse != "snowflake" or settings.snowflake_missing():
+        return WarehouseResource(**common)
+    from cxone_sync.defs.snowflake import SnowflakeWarehouseResource, snowflake_resource
+
+    return SnowflakeWarehouseResource(**common, snowflake=snowflake_resource(settings))
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The environment-to-resources map: the only place that picks backends."""
     s3_kwargs: dict[str, Any] = {"region_name": settings.region}
@@ -253,25 +221,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             api_url=settings.cxone_api_url,
             token_url=settings.token_url,
             client_id=settings.cxone_client_id,
-            client_secret=_secret("CXONE_CLIENT_SECRET", SIM_CLIENT_SECRET),
+            client_secret=secret("CXONE_CLIENT_SECRET", SIM_CLIENT_SECRET),
             access_key_id=settings.cxone_access_key_id,
-            access_key_secret=_secret("CXONE_ACCESS_KEY_SECRET", None),
+            access_key_secret=secret("CXONE_ACCESS_KEY_SECRET", None),
             download_ids=settings.download_ids(),
             **_bridge_config(settings, s3_kwargs),
         ),
         "s3": CachedS3Resource(**s3_kwargs),
-        "warehouse": WarehouseResource(
-            kind=settings.cxone_warehouse,
-            duckdb_path=str(settings.duckdb_path),
-            memory_limit=settings.cxone_duckdb_memory_limit,
-            lock_wait_seconds=settings.warehouse_lock_wait_seconds,
-            snowflake=(
-                snowflake_resource(settings) if settings.cxone_warehouse == "snowflake" else None
-            ),
-            snowflake_stage=settings.snowflake_stage,
-            bucket=settings.cxone_bucket,
-            s3=CachedS3Resource(**s3_kwargs),
-        ),
+        "warehouse": warehouse_resource(settings, CachedS3Resource(**s3_kwargs)),
         "ingest": IngestResource(
             bucket=settings.cxone_bucket,
             staging_dir=str(settings.staging_dir),

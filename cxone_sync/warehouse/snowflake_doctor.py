@@ -37,7 +37,7 @@ def grant_statements(settings: Settings) -> list[str]:
 
 
 def check_snowflake(settings: Settings) -> Any:
-    from cxone_sync.defs.resources import snowflake_resource
+    from cxone_sync.defs.snowflake import snowflake_resource
     from cxone_sync.preflight import CHECK_WAREHOUSE, _failed, _passed
 
     name = CHECK_WAREHOUSE

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 import pytest
 
@@ -85,3 +89,18 @@ def test_jobs_sensor_interval_is_configurable_per_category(
     monkeypatch.setenv("CXONE_JOBS_SENSOR_INTERVALS", "{telephony: 600}")
     with pytest.raises(ValueError, match="CXONE_JOBS_SENSOR_INTERVALS must be a JSON object"):
         get_settings()
+
+
+def test_the_duckdb_code_location_does_not_import_the_snowflake_stack() -> None:
+    # every run process and code server loads the definitions: on DuckDB they must not pay for
+    # dagster-snowflake (snowflake.core, snowpark: seconds of CPU per process)
+    probe = (
+        "import sys; from cxone_sync.definitions import defs; d = defs(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('dagster_snowflake', 'snowflake.'))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "CXONE_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

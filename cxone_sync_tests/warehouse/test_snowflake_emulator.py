@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from cxone_sync.defs.resources import WarehouseResource, snowflake_resource
+from cxone_sync.defs.snowflake import SnowflakeWarehouseResource, snowflake_resource
 from cxone_sync.preflight import check_warehouse
 from cxone_sync.settings import SIM_AWS_KEY, SIM_AWS_REGION, Settings
 from cxone_sync.simulator.s3 import S3Endpoint
@@ -125,7 +125,7 @@ def test_local_snowflake_loads_through_the_connector_and_survives_a_restart(
 def _warehouse(settings: Settings, s3: S3Endpoint):  # type: ignore[no-untyped-def]
     from cxone_sync.defs.resources import CachedS3Resource
 
-    resource = WarehouseResource(
+    resource = SnowflakeWarehouseResource(
         kind="snowflake",
         snowflake=snowflake_resource(settings),
         snowflake_stage=settings.snowflake_stage,

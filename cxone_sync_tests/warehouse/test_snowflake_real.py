@@ -45,7 +45,7 @@ pytestmark = pytest.mark.skipif(_why_not_real() is not None, reason=_why_not_rea
 def real(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Any, Any, Settings]]:
     import boto3
 
-    from cxone_sync.defs.resources import snowflake_resource
+    from cxone_sync.defs.snowflake import snowflake_resource
     from cxone_sync.warehouse.snowflake_warehouse import SnowflakeWarehouse
 
     monkeypatch.setenv("SNOWFLAKE_DATABASE", os.environ["SNOWFLAKE_TEST_DATABASE"])
