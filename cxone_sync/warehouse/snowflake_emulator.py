@@ -60,7 +60,7 @@ class S3Wiring:
     endpoint_url: str | None
     access_key_id: str | None
     secret_access_key: str | None
-    region: str
+    region: str | None
 
 
 def register_s3(duck_conn: Any, s3: S3Wiring) -> None:
