@@ -4,15 +4,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: install demo test lint format typecheck validate pytest soak soak-daemon bench dev local-stack ui-check clean
+.PHONY: install lock demo test lint format typecheck validate pytest soak soak-daemon bench dev local-stack ui-check clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+## install: the package with its `dev` (tests, linters) and `local` (simulator, local S3 store,
+## Snowflake emulator) extras, at the versions the tests passed with (constraints.txt)
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,local]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,local]'
 	touch $@
+
+## lock: pin constraints.txt to the versions installed in $(VENV) (after `make test` passed;
+## to move to newer versions first: $(BIN)/pip install -U -e '.[dev,local]')
+lock:
+	$(BIN)/python .ci/lock.py
 
 # The instance settings live in config/dagster.yaml (not the repository root, where `dagster dev`
 # would warn that a dagster.yaml outside DAGSTER_HOME is ignored); DAGSTER_HOME gets a copy.
@@ -81,7 +88,7 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 ui-check: install
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
-	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,ui]'
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ui]'
 	$(BIN)/python -m cxone_sync_tests.ui_check --out data/ui-check
 
 clean:

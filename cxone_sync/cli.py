@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxone_sync.catalog import CATEGORIES, Category, category, partition_key
+from cxone_sync.extras import LOCAL_COMMANDS, MissingExtraError, require_local
 from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
 
 
@@ -427,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in LOCAL_COMMANDS:
+        # the local stack's commands need the `local` extra; say so before importing it
+        try:
+            require_local(f"cxone-sync {args_list[0]}", LOCAL_COMMANDS[args_list[0]])
+        except MissingExtraError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     if args_list and args_list[0] == "local-stack":
         from cxone_sync.simulator.stack import main as stack_main
 

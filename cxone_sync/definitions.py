@@ -34,6 +34,7 @@ def defs() -> dg.Definitions:
             settings.cxone_partitions_start,
             settings.cxone_warehouse,
             settings.cxone_backfill_partitions_per_run,
+            {c.name: settings.record_count_tolerance(c.name) for c in CATEGORIES},
         ),
         jobs=[*jobs, *automation_jobs()],
         sensors=build_automation_sensors(CATEGORIES, settings.cxone_partitions_start, jobs),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from cxone_sync.catalog import CATEGORIES
+from cxone_sync.extras import EMULATOR_MODULES, SIMULATOR_MODULES, MissingExtraError, require_local
 from cxone_sync.settings import LOCAL_API_PORT, LOCAL_HOST, LOCAL_S3_PORT, get_settings
 
 
@@ -48,6 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="snowflake: the local emulator (the 'local' extra), wired to the stack's S3",
     )
     args = parser.parse_args(argv)
+    needs = {**SIMULATOR_MODULES, **(EMULATOR_MODULES if args.warehouse == "snowflake" else {})}
+    try:
+        require_local("the demo (python -m cxone_sync.demo)", needs)
+    except MissingExtraError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     from cxone_sync.cli import ensure_dagster_home, sync
     from cxone_sync.defs.resources import build_resources

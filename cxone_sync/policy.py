@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -228,8 +227,9 @@ def _print_snowflake(reader_role_arn: str | None) -> None:
     from cxone_sync.settings import get_settings
     from cxone_sync.warehouse.snowflake_doctor import grant_statements
 
-    iam_user = os.environ.get("SNOWFLAKE_IAM_USER_ARN") or "<STORAGE_AWS_IAM_USER_ARN>"
-    external_id = os.environ.get("SNOWFLAKE_EXTERNAL_ID") or "<STORAGE_AWS_EXTERNAL_ID>"
+    settings = get_settings()
+    iam_user = settings.snowflake_iam_user_arn or "<STORAGE_AWS_IAM_USER_ARN>"
+    external_id = settings.snowflake_external_id or "<STORAGE_AWS_EXTERNAL_ID>"
     role = reader_role_arn or "the reader role"
     print(
         f"# Snowflake storage integration: trust policy of {role}, values from DESC "
@@ -238,7 +238,7 @@ def _print_snowflake(reader_role_arn: str | None) -> None:
     print(json.dumps(snowflake_trust_policy(iam_user, external_id), indent=2))
     print()
     print("# Snowflake grants for the loading role (snowflake_grants)")
-    for statement in grant_statements(get_settings()):
+    for statement in grant_statements(settings):
         print(statement)
     print()
 
@@ -248,10 +248,11 @@ def policy_main(argv: Sequence[str] | None = None) -> int:
     from cxone_sync.settings import get_settings
 
     args = _parser().parse_args(argv)
-    bucket = args.bucket or get_settings().cxone_bucket
+    settings = get_settings()
+    bucket = args.bucket or settings.cxone_bucket
     kms_key_arn = args.kms_key_arn or _bucket_key_arn(bucket)
-    external_id = args.external_id or os.environ.get("CXONE_EXTERNAL_ID")
-    account = args.cxone_account_id or os.environ.get("CXONE_AWS_ACCOUNT_ID")
+    external_id = args.external_id or settings.cxone_external_id
+    account = args.cxone_account_id or settings.cxone_aws_account_id
     unknown = []
     if not kms_key_arn:
         unknown.append("the KMS key ARN (--kms-key-arn)")
@@ -272,7 +273,7 @@ def policy_main(argv: Sequence[str] | None = None) -> int:
         print(f"# {HEADINGS[name]} ({name})")
         print(json.dumps(document, indent=2))
         print()
-    if get_settings().cxone_warehouse == "snowflake":
+    if settings.cxone_warehouse == "snowflake":
         _print_snowflake(args.reader_role_arn)
     if unknown:
         print(

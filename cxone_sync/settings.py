@@ -8,6 +8,7 @@ endpoint started by ``cxone-sync local-stack`` and a DuckDB file under the data 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -51,6 +52,30 @@ def _json_object(value: object, variable: str, mapping: str, example: str) -> ob
         raise ValueError(
             f"{variable} must be a JSON object mapping {mapping}, e.g. {example} ({exc.msg})"
         ) from None
+
+
+def known_categories(variable: str, names: Iterable[str]) -> None:
+    """Reject category names the catalog does not know in the JSON setting ``variable``."""
+    known = [c.name for c in CATEGORIES]
+    unknown = sorted(str(n) for n in names if n not in known)
+    if unknown:
+        raise ValueError(
+            f"{variable} names unknown categories {unknown}; known: {', '.join(known)}"
+        )
+
+
+def aws_chain_region() -> str | None:
+    """The region the AWS SDK's own chain gives: ``AWS_DEFAULT_REGION``, else the ``region`` of
+    the profile (``AWS_PROFILE``, default ``default``) in the config file (``AWS_CONFIG_FILE``,
+    default ``~/.aws/config``); None when nothing sets one."""
+    import botocore.session
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        region = botocore.session.Session().get_config_variable("region")
+    except BotoCoreError:  # e.g. AWS_PROFILE names a profile the config file lacks
+        return None
+    return region or None
 
 
 class AutomationSettings(BaseSettings):
@@ -132,12 +157,7 @@ class AutomationSettings(BaseSettings):
     @field_validator("jobs_sensor_intervals_by_category", mode="after")
     @classmethod
     def _known_categories(cls, value: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(value) - {c.name for c in CATEGORIES})
-        if unknown:
-            raise ValueError(
-                f"CXONE_JOBS_SENSOR_INTERVALS names unknown categories {unknown}; known: "
-                + ", ".join(c.name for c in CATEGORIES)
-            )
+        known_categories("CXONE_JOBS_SENSOR_INTERVALS", value)
         if any(v < 30 for v in value.values()):
             raise ValueError("CXONE_JOBS_SENSOR_INTERVALS: intervals must be at least 30 seconds")
         return value
@@ -196,7 +216,14 @@ class Settings(AutomationSettings):
     cxone_data_dir: Path = Field(default=DEFAULT_DATA_DIR, alias="CXONE_DATA_DIR")
     cxone_duckdb_path: Path | None = Field(default=None, alias="CXONE_DUCKDB_PATH")
     cxone_duckdb_memory_limit: str | None = Field(default=None, alias="CXONE_DUCKDB_MEMORY_LIMIT")
-    cxone_record_count_tolerance: float = Field(default=0.05, alias="CXONE_RECORD_COUNT_TOLERANCE")
+    cxone_record_count_tolerance: float = Field(
+        default=0.05, ge=0, lt=1, alias="CXONE_RECORD_COUNT_TOLERANCE"
+    )
+    """Largest deviation of a job's rows from its manifest's record_count that still loads."""
+    cxone_record_count_tolerances: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, alias="CXONE_RECORD_COUNT_TOLERANCES"
+    )
+    """Per-category overrides of the tolerance, a JSON object: ``{"speech": 0.1}``."""
     warehouse_lock_wait_seconds: float = Field(
         default=60.0, ge=0, alias="CXONE_WAREHOUSE_LOCK_WAIT_SECONDS"
     )
@@ -258,6 +285,14 @@ class Settings(AutomationSettings):
     cxone_extraction_min_interval_seconds: float = Field(
         default=30.0, ge=0, alias="CXONE_EXTRACTION_MIN_INTERVAL_SECONDS"
     )
+    cxone_external_id: str | None = Field(default=None, alias="CXONE_EXTERNAL_ID")
+    """``cxone-sync policy``: the ``sts:ExternalId`` agreed in CXone's Data Download S3 setup."""
+    cxone_aws_account_id: str | None = Field(default=None, alias="CXONE_AWS_ACCOUNT_ID")
+    """``cxone-sync policy``: CXone's AWS account (principal of the export role's trust)."""
+    snowflake_iam_user_arn: str | None = Field(default=None, alias="SNOWFLAKE_IAM_USER_ARN")
+    snowflake_external_id: str | None = Field(default=None, alias="SNOWFLAKE_EXTERNAL_ID")
+    """``cxone-sync policy``: the storage integration's ``STORAGE_AWS_IAM_USER_ARN`` and
+    ``STORAGE_AWS_EXTERNAL_ID`` (``DESC INTEGRATION``), for the reader role's trust policy."""
     cxone_bridge_prefix: str = Field(default="cxone-bridge/", alias="CXONE_BRIDGE_PREFIX")
     """Key prefix in CXONE_BUCKET under which the bridge writes files and manifests."""
 
@@ -274,12 +309,11 @@ class Settings(AutomationSettings):
     @field_validator("cxone_source", mode="after")
     @classmethod
     def _known_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        known_categories("CXONE_SOURCE", value)
         bad = {k: v for k, v in value.items() if v not in SURFACES}
-        unknown = sorted(set(value) - {c.name for c in CATEGORIES})
-        if bad or unknown:
+        if bad:
             raise ValueError(
-                f"CXONE_SOURCE: surfaces must be one of {', '.join(SURFACES)} and categories "
-                f"known ones; got surfaces {bad or 'ok'}, unknown categories {unknown or 'none'}"
+                f"CXONE_SOURCE: surfaces must be one of {', '.join(SURFACES)}; got {bad}"
             )
         return value
 
@@ -292,6 +326,14 @@ class Settings(AutomationSettings):
             "category/data_type to an entity",
             '{"quality_management/evaluation": {"entity": "qm-workflows", "version": "4"}}',
         )
+
+    @field_validator("cxone_extraction_entities", mode="after")
+    @classmethod
+    def _known_entity_targets(
+        cls, value: dict[str, dict[str, object]]
+    ) -> dict[str, dict[str, object]]:
+        known_categories("CXONE_EXTRACTION_ENTITIES", {k.partition("/")[0] for k in value})
+        return value
 
     def source_for(self, category: str) -> str:
         """The surface a category is read from (CXONE_SOURCE)."""
@@ -306,6 +348,36 @@ class Settings(AutomationSettings):
             "category to download id",
             '{"telephony": "dl-telephony-prod"}',
         )
+
+    @field_validator("cxone_download_ids", mode="after")
+    @classmethod
+    def _known_download_categories(cls, value: dict[str, str]) -> dict[str, str]:
+        known_categories("CXONE_DOWNLOAD_IDS", value)
+        return value
+
+    @field_validator("cxone_record_count_tolerances", mode="before")
+    @classmethod
+    def _parse_tolerances(cls, value: object) -> object:
+        return _json_object(
+            value, "CXONE_RECORD_COUNT_TOLERANCES", "category to a fraction", '{"speech": 0.1}'
+        )
+
+    @field_validator("cxone_record_count_tolerances", mode="after")
+    @classmethod
+    def _valid_tolerances(cls, value: dict[str, float]) -> dict[str, float]:
+        known_categories("CXONE_RECORD_COUNT_TOLERANCES", value)
+        bad = {k: v for k, v in value.items() if not 0 <= v < 1}
+        if bad:
+            raise ValueError(
+                f"CXONE_RECORD_COUNT_TOLERANCES: tolerances are fractions from 0 up to (not "
+                f"including) 1, e.g. 0.1 for 10%; got {bad}"
+            )
+        return value
+
+    def record_count_tolerance(self, category: str) -> float:
+        """The record-count tolerance of a category (CXONE_RECORD_COUNT_TOLERANCES, else
+        CXONE_RECORD_COUNT_TOLERANCE)."""
+        return self.cxone_record_count_tolerances.get(category, self.cxone_record_count_tolerance)
 
     @property
     def embedded(self) -> bool:
@@ -325,8 +397,14 @@ class Settings(AutomationSettings):
         return LOCAL_S3_URL if self.embedded else None
 
     @property
-    def region(self) -> str:
-        return self.aws_region or SIM_AWS_REGION
+    def region(self) -> str | None:
+        """``AWS_REGION``; else the local S3 store's on the embedded default; else the AWS SDK's
+        chain (:func:`aws_chain_region`); None when nothing sets one: boto3 then reaches
+        S3 through its global endpoint (which redirects to the bucket's region), and what needs
+        a region (KMS: the doctor, the bucket checks) fails with "You must specify a region"."""
+        if self.aws_region:
+            return self.aws_region
+        return SIM_AWS_REGION if self.embedded else aws_chain_region()
 
     @property
     def warehouse_pool_limit(self) -> int:

@@ -209,7 +209,9 @@ def warehouse_resource(settings: Settings, s3: CachedS3Resource) -> WarehouseRes
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The environment-to-resources map: the only place that picks backends."""
-    s3_kwargs: dict[str, Any] = {"region_name": settings.region}
+    s3_kwargs: dict[str, Any] = {}
+    if settings.region:  # else boto3's own chain decides (settings.region already asked it)
+        s3_kwargs["region_name"] = settings.region
     if settings.s3_endpoint_url:
         s3_kwargs["endpoint_url"] = settings.s3_endpoint_url
     if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
@@ -233,5 +235,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             bucket=settings.cxone_bucket,
             staging_dir=str(settings.staging_dir),
             record_count_tolerance=settings.cxone_record_count_tolerance,
+            category_tolerances=settings.cxone_record_count_tolerances,
         ),
     }

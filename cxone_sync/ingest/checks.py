@@ -31,7 +31,8 @@ RECOVERY_METADATA = "cxone/recovery"
 """Metadata key of the observation the jobs sensor records on a partition it gave up on."""
 
 CHECK_DESCRIPTIONS: dict[str, str] = {
-    RECORD_COUNT: "Rows in the job's files against the manifest's record_count (tolerance 5%).",
+    RECORD_COUNT: "Rows in the job's files against the manifest's record_count, within the "
+    "category's tolerance (CXONE_RECORD_COUNT_TOLERANCE, CXONE_RECORD_COUNT_TOLERANCES).",
     CHECKSUM: "SHA-256 of every file as read against S3's checksum, its size and the audit trail.",
     SCHEMA_DRIFT: "Parquet schema against the schema registry: additive drift evolves the table; "
     "a missing key or updated_at, null keys, an incompatible type change, a key or updated_at of "
@@ -45,6 +46,29 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     RECOVERED: "The interval has a COMPLETED export and is loaded. Fails when its export failed "
     "and the bounded manual re-exports ran out (the jobs sensor reports it, with the reason).",
 }
+
+DEFAULT_RECORD_COUNT_TOLERANCE = 0.05
+"""The record-count tolerance when no setting gives one (CXONE_RECORD_COUNT_TOLERANCE's default)."""
+
+
+def percent(fraction: float) -> str:
+    """0.05 -> '5%', 0.125 -> '12.5%'."""
+    return f"{fraction * 100:.4g}%"
+
+
+def check_description(
+    name: str, record_count_tolerance: float = DEFAULT_RECORD_COUNT_TOLERANCE
+) -> str:
+    """A check's description as the UI shows it; the record-count check names the tolerance in
+    force for its category (built from the settings with the definitions)."""
+    if name == RECORD_COUNT:
+        return (
+            "Rows in the job's files against the manifest's record_count (tolerance "
+            f"{percent(record_count_tolerance)}: CXONE_RECORD_COUNT_TOLERANCES for this category, "
+            "else CXONE_RECORD_COUNT_TOLERANCE)."
+        )
+    return CHECK_DESCRIPTIONS[name]
+
 
 Severity = Literal["ERROR", "WARN"]
 

@@ -41,12 +41,14 @@ class EmulatorUnavailableError(RuntimeError):
 
 
 def _fakesnow() -> Any:
+    from cxone_sync.extras import INSTALL_LOCAL
+
     try:
         import fakesnow.instance
         import fakesnow.server
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise EmulatorUnavailableError(
-            f"the Snowflake emulator needs the 'local' extra: pip install -e '.[local]' ({exc})"
+            f"the Snowflake emulator needs the 'local' extra: {INSTALL_LOCAL} ({exc})"
         ) from None
     return fakesnow
 
@@ -58,7 +60,7 @@ class S3Wiring:
     endpoint_url: str | None
     access_key_id: str | None
     secret_access_key: str | None
-    region: str
+    region: str | None
 
 
 def register_s3(duck_conn: Any, s3: S3Wiring) -> None:

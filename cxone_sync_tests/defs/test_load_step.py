@@ -19,6 +19,7 @@ from cxone_sync.catalog import category, partition_key
 from cxone_sync.definitions import defs as build_defs
 from cxone_sync.defs.ingest.assets import staged_key, table_key
 from cxone_sync.ingest import checks as ck
+from cxone_sync.simulator.config import CountSkew
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
@@ -123,3 +124,50 @@ def test_loading_an_unrecovered_partition_turns_its_recovered_check_green(env) -
         assert set(latest) == {flagged}, "only the flagged partition has something to say"
         assert latest[flagged].passed
         assert instance.get_materialized_partitions(table_key(dt)) == {flagged, plain}
+
+
+def test_a_category_tolerance_lets_a_record_count_mismatch_load(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Manifest counts 7% off: blocked at the default 5% (another category's wider tolerance
+    does not apply), loaded once CXONE_RECORD_COUNT_TOLERANCES gives telephony 10%."""
+    skewed = START + timedelta(hours=2)
+    stack = make_stack(
+        scale=0.2,
+        categories=("telephony",),
+        record_count_skew=(CountSkew("telephony", skewed, 7.0),),
+    )
+    stack.world.advance_to(START + timedelta(hours=5))
+    point_platform_at(stack, monkeypatch, tmp_path / "data")
+    key = partition_key(skewed)
+    cdr = category("telephony").data_type("cdr")
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+
+        def run() -> tuple[dg.ExecuteInProcessResult, dg.AssetCheckEvaluation]:
+            result = (
+                build_defs()
+                .resolve_job_def("sync_telephony_job")
+                .execute_in_process(
+                    partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
+                )
+            )
+            return result, _evaluations(instance, staged_key(cdr), ck.RECORD_COUNT)[0]
+
+        monkeypatch.setenv("CXONE_RECORD_COUNT_TOLERANCES", '{"speech": 0.1}')
+        result, check = run()
+        assert not result.success
+        assert check.partition == key and not check.passed and check.blocking
+        assert "exceeds the 5% tolerance" in (check.description or ""), check.description
+        assert key not in instance.get_materialized_partitions(table_key(cdr))
+
+        monkeypatch.setenv("CXONE_RECORD_COUNT_TOLERANCES", '{"telephony": 0.1}')
+        result, check = run()
+        assert result.success
+        assert check.partition == key and check.passed
+        assert check.severity == dg.AssetCheckSeverity.WARN
+        assert "is within the 10% tolerance" in (check.description or ""), check.description
+        assert key in instance.get_materialized_partitions(table_key(cdr))
+    table = DuckDBWarehouse(tmp_path / "data" / "warehouse.duckdb").read_table(cdr)
+    assert table.num_rows > 0
+    assert set(table.column("_cxone_partition").to_pylist()) == {key}

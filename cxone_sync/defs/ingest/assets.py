@@ -16,7 +16,7 @@ materialize) and for a range (a backfill batched by the backfill policy).
 """
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -391,6 +391,7 @@ def build_data_type_assets(
     pdef: dg.PartitionsDefinition,
     warehouse_kind: str,
     partitions_per_run: int = 24,
+    record_count_tolerance: float = ck.DEFAULT_RECORD_COUNT_TOLERANCE,
 ) -> list[dg.AssetsDefinition]:
     staged, table = staged_key(dt), table_key(dt)
 
@@ -425,7 +426,7 @@ def build_data_type_assets(
                     name,
                     asset=staged,
                     blocking=True,
-                    description=ck.CHECK_DESCRIPTIONS[name],
+                    description=ck.check_description(name, record_count_tolerance),
                     partitions_def=pdef,
                 )
                 for name in ck.BLOCKING_CHECKS
@@ -478,12 +479,19 @@ def build_ingest_assets(
     start: Any,
     warehouse_kind: str,
     partitions_per_run: int = 24,
+    record_count_tolerances: Mapping[str, float] | None = None,
 ) -> list[dg.AssetsDefinition]:
+    """``record_count_tolerances``: category -> the tolerance in force (the check descriptions)."""
     assets: list[dg.AssetsDefinition] = []
     for category in categories:
         pdef = partitions_for(category, start)
+        tolerance = (record_count_tolerances or {}).get(
+            category.name, ck.DEFAULT_RECORD_COUNT_TOLERANCE
+        )
         for dt in category.data_types:
             assets.extend(
-                build_data_type_assets(category, dt, pdef, warehouse_kind, partitions_per_run)
+                build_data_type_assets(
+                    category, dt, pdef, warehouse_kind, partitions_per_run, tolerance
+                )
             )
     return assets
