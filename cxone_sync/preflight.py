@@ -735,11 +735,17 @@ def run_doctor(settings: Settings) -> list[CheckLine]:
 
 def doctor() -> int:
     """``cxone-sync doctor``: one line per check as it completes; 1 when any check failed."""
-    # the client logs each retry; the doctor's lines already say what failed
-    logging.getLogger("cxone_sync.cxone.client").setLevel(logging.ERROR)
+    # the client logs each retry; the doctor's lines already say what failed (the level is put
+    # back afterwards: a process that runs the doctor keeps its client logs)
+    client_log = logging.getLogger("cxone_sync.cxone.client")
+    level = client_log.level
+    client_log.setLevel(logging.ERROR)
     passed = failed = 0
-    for line in iter_doctor(get_settings()):
-        print("\n".join(line.render()), flush=True)
-        passed, failed = passed + line.ok, failed + (not line.ok)
+    try:
+        for line in iter_doctor(get_settings()):
+            print("\n".join(line.render()), flush=True)
+            passed, failed = passed + line.ok, failed + (not line.ok)
+    finally:
+        client_log.setLevel(level)
     print(f"\n{passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
