@@ -9,16 +9,16 @@ from typing import Any
 
 import dagster as dg
 
+from cxone_sync.automation.state import (
+    ReconciliationCursor,
+    Recovery,
+    iso,
+)
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.uris import parse_s3_uri
 from cxone_sync.defs.automation.manual_exports import (
     manual_export_request,
-)
-from cxone_sync.defs.automation.state import (
-    ReconciliationCursor,
-    Recovery,
-    iso,
 )
 from cxone_sync.defs.automation.tick_common import (
     Budget,

@@ -7,13 +7,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from cxone_sync.catalog import DEFAULT_OFFSET, Category
-from cxone_sync.cxone.source import ExportSource
-from cxone_sync.defs.automation.manual_exports import (
-    previous_export_pending,
-    report_outcomes,
-)
-from cxone_sync.defs.automation.state import (
+from cxone_sync.automation.state import (
     ENDED_BADLY,
     LIVE,
     GapCursor,
@@ -22,6 +16,12 @@ from cxone_sync.defs.automation.state import (
     iso,
     owe,
     settle,
+)
+from cxone_sync.catalog import DEFAULT_OFFSET, Category
+from cxone_sync.cxone.source import ExportSource
+from cxone_sync.defs.automation.manual_exports import (
+    previous_export_pending,
+    report_outcomes,
 )
 from cxone_sync.defs.automation.tick_common import (
     Tick,

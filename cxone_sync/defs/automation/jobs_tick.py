@@ -7,6 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from cxone_sync.automation.state import (
+    ENDED_BADLY,
+    JobsCursor,
+    Recovery,
+    iso,
+    owe,
+    settle,
+)
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import JobStatus, JobTrigger
@@ -21,14 +29,6 @@ from cxone_sync.defs.automation.run_requests import (
     carry_events,
     event_requests_of,
     load_requests,
-)
-from cxone_sync.defs.automation.state import (
-    ENDED_BADLY,
-    JobsCursor,
-    Recovery,
-    iso,
-    owe,
-    settle,
 )
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,

@@ -10,6 +10,10 @@ from typing import Any
 
 import dagster as dg
 
+from cxone_sync.automation.state import (
+    ReconciliationCursor,
+    covering,
+)
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import Job, JobStatus
@@ -20,10 +24,6 @@ from cxone_sync.defs.automation.file_audit import (
 )
 from cxone_sync.defs.automation.run_requests import (
     describe_load,
-)
-from cxone_sync.defs.automation.state import (
-    ReconciliationCursor,
-    covering,
 )
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,

@@ -10,15 +10,15 @@ from typing import Any
 
 import dagster as dg
 
+from cxone_sync.automation.state import (
+    iso,
+)
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.automation.actions import RECORD_JOB_EVENTS_JOB
 from cxone_sync.defs.automation.job_events import CONFIG_KEY as EVENTS_KEY
 from cxone_sync.defs.automation.job_events import events_config
-from cxone_sync.defs.automation.state import (
-    iso,
-)
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,
     TAG_RANGE_END,
