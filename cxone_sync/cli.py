@@ -217,8 +217,8 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
     from dagster import DagsterInstance
 
     from cxone_sync.dagster_runs import CodeLocationRunner, partition_tags
-    from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
+    from cxone_sync.defs.ingest.names import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.resources import apply_pool_limit
 
     settings = get_settings()

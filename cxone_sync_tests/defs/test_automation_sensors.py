@@ -24,7 +24,7 @@ from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
 from cxone_sync.defs.automation.tick_common import RECOVERY_METADATA, TAG_JOB_ID
-from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import get_settings
 from cxone_sync.simulator.stack import LocalStack

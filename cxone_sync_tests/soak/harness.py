@@ -55,7 +55,7 @@ from cxone_sync.defs.automation.sensors import (
     gap_sensor_name,
     jobs_sensor_name,
 )
-from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, table_key
+from cxone_sync.defs.ingest.names import WAREHOUSE_POOL, table_key
 from cxone_sync.defs.maintenance.staging import IN_FLIGHT, STAGING_CLEANUP_SENSOR, plan_cleanup
 from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT
 from cxone_sync.simulator.config import DriftSpec, FaultConfig, SimConfig

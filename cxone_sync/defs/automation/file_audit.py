@@ -9,24 +9,13 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    ReconciliationCursor,
-    Recovery,
-    iso,
-)
+from cxone_sync.automation.state import ReconciliationCursor, Recovery, iso
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.uris import parse_s3_uri
-from cxone_sync.defs.automation.manual_exports import (
-    manual_export_request,
-)
-from cxone_sync.defs.automation.tick_common import (
-    Budget,
-    Tick,
-    partition_windows,
-    short_digest,
-)
-from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.defs.automation.manual_exports import manual_export_request
+from cxone_sync.defs.automation.tick_common import Budget, Tick, partition_windows, short_digest
+from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.warehouse.base import Warehouse
 from cxone_sync.warehouse.locks import is_lock_error

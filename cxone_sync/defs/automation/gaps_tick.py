@@ -19,17 +19,9 @@ from cxone_sync.automation.state import (
 )
 from cxone_sync.catalog import DEFAULT_OFFSET, Category
 from cxone_sync.cxone.source import ExportSource
-from cxone_sync.defs.automation.manual_exports import (
-    previous_export_pending,
-    report_outcomes,
-)
-from cxone_sync.defs.automation.tick_common import (
-    Tick,
-    api_now,
-    partition_windows,
-    span,
-)
-from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.defs.automation.manual_exports import previous_export_pending, report_outcomes
+from cxone_sync.defs.automation.tick_common import Tick, api_now, partition_windows, span
+from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.settings import AutomationSettings
 
 

@@ -7,29 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    ENDED_BADLY,
-    JobsCursor,
-    Recovery,
-    iso,
-    owe,
-    settle,
-)
+from cxone_sync.automation.state import ENDED_BADLY, JobsCursor, Recovery, iso, owe, settle
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import JobStatus, JobTrigger
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.automation.actions import RECORD_JOB_EVENTS_JOB
-from cxone_sync.defs.automation.manual_exports import (
-    previous_export_pending,
-    report_outcomes,
-)
-from cxone_sync.defs.automation.run_requests import (
-    carry_events,
-    event_requests_of,
-    load_requests,
-)
+from cxone_sync.defs.automation.manual_exports import previous_export_pending, report_outcomes
+from cxone_sync.defs.automation.run_requests import carry_events, event_requests_of, load_requests
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,
     Budget,

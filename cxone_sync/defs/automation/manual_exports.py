@@ -8,10 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    Recovery,
-    RecoveryOutcome,
-)
+from cxone_sync.automation.state import Recovery, RecoveryOutcome
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.untrusted import shown
 from cxone_sync.defs.automation.actions import REQUEST_MANUAL_EXPORT_JOB
@@ -23,7 +20,7 @@ from cxone_sync.defs.automation.tick_common import (
     Tick,
     partition_windows,
 )
-from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.ingest import checks as ck
 
 

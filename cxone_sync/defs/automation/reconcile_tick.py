@@ -10,21 +10,14 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    ReconciliationCursor,
-    covering,
-)
+from cxone_sync.automation.state import ReconciliationCursor, covering
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.untrusted import label, shown
-from cxone_sync.defs.automation.file_audit import (
-    audit_files,
-)
-from cxone_sync.defs.automation.run_requests import (
-    describe_load,
-)
+from cxone_sync.defs.automation.file_audit import audit_files
+from cxone_sync.defs.automation.run_requests import describe_load
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,
     TAG_RANGE_END,

@@ -10,9 +10,7 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    iso,
-)
+from cxone_sync.automation.state import iso
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label, shown
@@ -31,9 +29,9 @@ from cxone_sync.defs.automation.tick_common import (
     partition_windows,
     short_digest,
 )
-from cxone_sync.defs.ingest.assets import load_step_name
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.defs.ingest.loaded import loaded_jobs
+from cxone_sync.defs.ingest.names import load_step_name
 from cxone_sync.settings import AutomationSettings
 
 EVENTS_PER_RUN = 500

@@ -18,9 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import (
-    RecoveryOutcome,
-)
+from cxone_sync.automation.state import RecoveryOutcome
 from cxone_sync.catalog import PARTITION_FMT
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.ingest import checks as ck
