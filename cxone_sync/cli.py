@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return sync(args.start, args.end, args.category, force=args.force)
     if args.command == "doctor":
-        from cxone_sync.preflight import doctor
+        from cxone_sync.preflight.doctor import doctor
 
         return doctor()
     return 2
