@@ -30,7 +30,8 @@ import socket
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult
+from dagster._core.launcher import WorkerStatus as WorkerStatus  # re-exported: tests read it
 
 HOST = socket.gethostname()
 
