@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from dagster import AssetCheckEvaluation
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.test_utils import create_test_daemon_workspace_context
@@ -44,22 +45,6 @@ LOG = logging.getLogger("backfill-test")
 BACKFILL_ID_TAG = "dagster/backfill"
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def job_named(name: str) -> dg.JobDefinition:
-    """A job of the code location, rebuilt by name (``dg.build_reconstructable_job`` calls this in
-    each process that executes a step)."""
-    return build_defs().resolve_job_def(name)
-
-
-def reconstructable_job(name: str) -> Any:
-    """The code location's job ``name`` for ``dg.execute_job`` (public API)."""
-    return dg.build_reconstructable_job(
-        __name__,
-        job_named.__name__,
-        reconstructable_args=(name,),
-        reconstructor_working_directory=str(Path(__file__).parents[2]),
-    )
 
 
 @pytest.fixture
@@ -232,7 +217,9 @@ def test_backfill_batches_runs_and_blocks_only_the_bad_partition(workspace) -> N
     # "re-execute from failure" of the failed range: the 23 partitions merged the first time are
     # not reported missing; the bad one is still blocked and the only one named
     reexecuted = dg.execute_job(
-        reconstructable_job(failure.job_name),
+        ReconstructableRepository.for_module(
+            "cxone_sync.definitions", "defs", working_directory=str(Path(__file__).parents[2])
+        ).get_reconstructable_job(failure.job_name),
         instance=instance,
         reexecution_options=dg.ReexecutionOptions.from_failure(failure.run_id, instance),
         tags={  # as the UI's re-execution does: the parent's partition range
@@ -395,7 +382,9 @@ def test_backfill_before_the_exports_exist_recovers_by_reexecution_without_a_new
     stack.world.advance_to(START + timedelta(days=DAYS, hours=8))
     warehouse = DuckDBWarehouse(Path(instance.root_directory).parent / "data" / "warehouse.duckdb")
     reexecuted = dg.execute_job(
-        reconstructable_job(failed_run.job_name),
+        ReconstructableRepository.for_module(
+            "cxone_sync.definitions", "defs", working_directory=str(Path(__file__).parents[2])
+        ).get_reconstructable_job(failed_run.job_name),
         instance=instance,
         reexecution_options=dg.ReexecutionOptions.from_failure(failed_run.run_id, instance),
         tags={
