@@ -38,7 +38,7 @@ from typing import Any
 import dagster as dg
 
 from cxone_sync.catalog import CATEGORIES, partition_key
-from cxone_sync.defs.ingest.assets import JOB_IDS_JSON, table_key
+from cxone_sync.defs.ingest.names import JOB_IDS_JSON, table_key
 from cxone_sync.simulator.config import FaultConfig, SimConfig
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences

@@ -27,11 +27,14 @@ from typing import Any
 
 import dagster as dg
 
+from cxone_sync.automation.state import JobsCursor
 from cxone_sync.catalog import CATEGORIES, category
 from cxone_sync.cxone.client import CXoneClient
+from cxone_sync.defs.automation.gaps_tick import gap_tick
+from cxone_sync.defs.automation.jobs_tick import jobs_tick
+from cxone_sync.defs.automation.reconcile_tick import reconcile_tick
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
-from cxone_sync.defs.automation.state import JobsCursor
-from cxone_sync.defs.automation.ticks import Tick, gap_tick, jobs_tick, reconcile_tick
+from cxone_sync.defs.automation.tick_common import Tick
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.simulator.config import SimConfig

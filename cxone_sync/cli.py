@@ -266,16 +266,16 @@ def sync(start: datetime, end: datetime, categories: Sequence[str], *, force: bo
     every partition is loaded again, its files verified against the audit ledger (a file
     replaced in S3 under the same job is downloaded, re-hashed and re-checked).
 
-    Each run carries the code location's origin (see :mod:`cxone_sync.dagster_runs`), so the UI
+    Each run carries the code location's origin (see :mod:`cxone_sync.defs.runs`), so the UI
     shows it on the Overview timeline and re-executes it like a run it launched itself.
     """
     ensure_dagster_home()
     from dagster import DagsterInstance
 
-    from cxone_sync.dagster_runs import CodeLocationRunner, partition_tags
-    from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.ingest.jobs import interval_job_name
+    from cxone_sync.defs.ingest.names import WAREHOUSE_POOL, staged_key, table_key
     from cxone_sync.defs.resources import apply_pool_limit
+    from cxone_sync.defs.runs import CodeLocationRunner, partition_tags
 
     settings = get_settings()
     per_run = settings.cxone_backfill_partitions_per_run
@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return sync(args.start, args.end, args.category, force=args.force)
     if args.command == "doctor":
-        from cxone_sync.preflight import doctor
+        from cxone_sync.preflight.doctor import doctor
 
         return doctor()
     return 2

@@ -6,11 +6,11 @@ import warnings
 
 import dagster as dg
 
-from cxone_sync.bridge.defs import build_bridge_defs
 from cxone_sync.bridge.source import bridged_categories
 from cxone_sync.catalog import CATEGORIES
 from cxone_sync.defs.automation.actions import automation_jobs
 from cxone_sync.defs.automation.sensors import build_automation_sensors
+from cxone_sync.defs.bridge import build_bridge_defs
 from cxone_sync.defs.ingest.assets import build_ingest_assets
 from cxone_sync.defs.ingest.jobs import build_jobs
 from cxone_sync.defs.maintenance.staging import build_maintenance_defs

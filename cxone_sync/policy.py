@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from cxone_sync.preflight import (
+from cxone_sync.preflight.iam import (
     SSE_HEADER,
     secure_transport_statement,
     unencrypted_upload_statement,
@@ -178,7 +178,7 @@ def _bucket_key_arn(bucket: str) -> str | None:
     """The customer-managed key of the bucket's default encryption, when S3 tells us."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from cxone_sync.preflight import aws_clients
+    from cxone_sync.preflight.clients import aws_clients
     from cxone_sync.settings import get_settings
 
     try:

@@ -14,7 +14,7 @@ from cxone_sync.policy import (
     policy_main,
     render_policies,
 )
-from cxone_sync.preflight import check_bucket_policy
+from cxone_sync.preflight.bucket import check_bucket_policy
 from cxone_sync.simulator.s3 import S3Endpoint
 from cxone_sync.simulator.stack import LocalStack
 

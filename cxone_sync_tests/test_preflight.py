@@ -14,19 +14,18 @@ from typing import Any
 
 import pytest
 
-from cxone_sync import preflight
-from cxone_sync.preflight import (
-    CheckLine,
-    bucket_checks,
+from cxone_sync.preflight import doctor as doctor_module
+from cxone_sync.preflight.bucket import (
+    PUBLIC_ACCESS_FLAGS,
     check_bucket_policy,
     check_default_encryption,
     check_public_access_block,
-    check_read_decrypt,
     check_versioning,
-    check_warehouse,
-    doctor,
-    run_doctor,
 )
+from cxone_sync.preflight.common import CheckLine
+from cxone_sync.preflight.doctor import bucket_checks, doctor, run_doctor
+from cxone_sync.preflight.read import check_read_decrypt
+from cxone_sync.preflight.warehouse import check_warehouse
 from cxone_sync.settings import Settings, get_settings
 from cxone_sync.simulator.s3 import S3Endpoint, create_export_bucket
 from cxone_sync.simulator.stack import LocalStack
@@ -179,9 +178,9 @@ def test_disabled_customer_key(export_bucket: ExportBucket, s3: Any, kms: Any) -
 # ------------------------------------------------------------------------------- public access
 
 
-@pytest.mark.parametrize("flag", preflight.PUBLIC_ACCESS_FLAGS)
+@pytest.mark.parametrize("flag", PUBLIC_ACCESS_FLAGS)
 def test_one_public_access_flag_off(export_bucket: ExportBucket, s3: Any, flag: str) -> None:
-    config = dict.fromkeys(preflight.PUBLIC_ACCESS_FLAGS, True) | {flag: False}
+    config = dict.fromkeys(PUBLIC_ACCESS_FLAGS, True) | {flag: False}
     s3.put_public_access_block(Bucket=export_bucket.name, PublicAccessBlockConfiguration=config)
     line = check_public_access_block(s3, export_bucket.name)
     assert not line.ok
@@ -456,13 +455,13 @@ def test_doctor_prints_each_check_as_it_completes(
 ) -> None:
     # what the doctor had printed when its last check (the warehouse) began
     printed_before_warehouse: list[str] = []
-    original = preflight.check_warehouse
+    original = doctor_module.check_warehouse
 
     def observed(settings: Any) -> Any:
         printed_before_warehouse.extend(capsys.readouterr().out.splitlines())
         return original(settings)
 
-    monkeypatch.setattr(preflight, "check_warehouse", observed)
+    monkeypatch.setattr(doctor_module, "check_warehouse", observed)
     assert doctor() == 0
     rest = capsys.readouterr().out.splitlines()
     # the API and bucket lines were out before the warehouse check started; its own line after

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from cxone_sync.bridge.extraction import DataExtractionClient, ExtractionError
 from cxone_sync.bridge.source import entity_mappings
 from cxone_sync.catalog import CATEGORIES
-from cxone_sync.preflight import CheckLine
+from cxone_sync.preflight.common import CheckLine
 from cxone_sync.settings import Settings
 
 CHECK_SOURCES = "sources"

@@ -38,12 +38,12 @@ def grant_statements(settings: Settings) -> list[str]:
 
 def check_snowflake(settings: Settings) -> Any:
     from cxone_sync.defs.snowflake import snowflake_resource
-    from cxone_sync.preflight import CHECK_WAREHOUSE, _failed, _passed
+    from cxone_sync.preflight.common import CHECK_WAREHOUSE, check_failed, check_passed
 
     name = CHECK_WAREHOUSE
     missing = settings.snowflake_missing()
     if missing:
-        return _failed(
+        return check_failed(
             name,
             f"CXONE_WAREHOUSE=snowflake but {', '.join(missing)} not set",
             "set them (cxone-sync local-snowflake prints them for the local emulator)",
@@ -59,7 +59,7 @@ def check_snowflake(settings: Settings) -> Any:
             try:
                 listed = _list_exports(cur, settings.snowflake_stage)
             except Exception as exc:
-                return _failed(
+                return check_failed(
                     name,
                     f"role {role} cannot list stage {settings.snowflake_stage}: "
                     f"{type(exc).__name__}: {_first_line(exc)}",
@@ -68,7 +68,7 @@ def check_snowflake(settings: Settings) -> Any:
                     f"s3://{settings.cxone_bucket}/ (cxone-sync policy prints the trust policy)",
                 )
     except Exception as exc:
-        return _failed(
+        return check_failed(
             name,
             f"cannot connect to Snowflake account {settings.snowflake_account} as "
             f"{settings.snowflake_user}: {type(exc).__name__}: {_first_line(exc)}",
@@ -77,12 +77,12 @@ def check_snowflake(settings: Settings) -> Any:
         )
     if missing_grants:
         fixes = [s for s in grant_statements(settings) if any(g in s for g in missing_grants)]
-        return _failed(
+        return check_failed(
             name,
             f"role {role} lacks {', '.join(missing_grants)}",
             " ".join(fixes),
         )
-    return _passed(
+    return check_passed(
         name,
         f"Snowflake {settings.snowflake_account} database {database} as role {role}; stage "
         f"{settings.snowflake_stage} lists {listed} file(s) under exports/",

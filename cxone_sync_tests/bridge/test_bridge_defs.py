@@ -11,13 +11,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cxone_sync.bridge.defs import EXTRACTION_POOL, bridge_extract_job
 from cxone_sync.bridge.pacing import FakeClock
 from cxone_sync.bridge.routing import RoutingSource
 from cxone_sync.bridge.source import BridgeSource
 from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.models import JobStatus
 from cxone_sync.definitions import defs as build_defs
+from cxone_sync.defs.bridge import EXTRACTION_POOL, bridge_extract_job
 from cxone_sync.defs.resources import build_resources
 from cxone_sync.settings import Settings
 from cxone_sync.simulator.extraction import (

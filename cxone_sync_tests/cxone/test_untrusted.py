@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cxone_sync.catalog import category
 from cxone_sync.cxone.untrusted import clean_text, file_stem, label, shown, url_segment
-from cxone_sync.defs.automation.ticks import run_key
+from cxone_sync.defs.automation.run_requests import run_key
 from cxone_sync.ingest.stage import PartitionStager, Window
 from cxone_sync.simulator.world import HOSTILE_ID_FORMS
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse

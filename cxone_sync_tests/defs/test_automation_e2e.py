@@ -24,10 +24,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from cxone_sync.automation.state import JobsCursor
 from cxone_sync.catalog import CATEGORIES as CATALOG
 from cxone_sync.catalog import category
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
-from cxone_sync.defs.automation.state import JobsCursor
 from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
 from cxone_sync.simulator.config import FaultConfig, SimConfig
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse

@@ -18,13 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from cxone_sync.automation.state import GapCursor, JobsCursor, StreamPosition
 from cxone_sync.catalog import category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
-from cxone_sync.defs.automation.state import GapCursor, JobsCursor, StreamPosition
-from cxone_sync.defs.automation.ticks import RECOVERY_METADATA, TAG_JOB_ID
-from cxone_sync.defs.ingest.assets import table_key
+from cxone_sync.defs.automation.tick_common import RECOVERY_METADATA, TAG_JOB_ID
+from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import get_settings
 from cxone_sync.simulator.stack import LocalStack

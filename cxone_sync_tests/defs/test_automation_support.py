@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
-from cxone_sync.defs.automation.ticks import TAG_RUN_KEY
+from cxone_sync.defs.automation.tick_common import TAG_RUN_KEY
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync_tests.fixtures import _FOREIGN_ENV
 

@@ -18,20 +18,15 @@ import dagster as dg
 import duckdb
 import pytest
 
+from cxone_sync.automation.state import GapCursor, JobsCursor, ReconciliationCursor
 from cxone_sync.catalog import category
 from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.models import Job, JobStatus, JobTrigger
+from cxone_sync.defs.automation.jobs_tick import jobs_tick
+from cxone_sync.defs.automation.reconcile_tick import reconcile_tick
+from cxone_sync.defs.automation.run_requests import carry_events, load_requests
 from cxone_sync.defs.automation.sensors import RECONCILIATION_SENSOR
-from cxone_sync.defs.automation.state import GapCursor, JobsCursor, ReconciliationCursor
-from cxone_sync.defs.automation.ticks import (
-    TAG_RANGE_END,
-    TAG_RANGE_START,
-    Tick,
-    carry_events,
-    jobs_tick,
-    load_requests,
-    reconcile_tick,
-)
+from cxone_sync.defs.automation.tick_common import TAG_RANGE_END, TAG_RANGE_START, Tick
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT, AutomationSettings, get_settings
 from cxone_sync.simulator.config import Outage

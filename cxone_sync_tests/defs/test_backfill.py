@@ -19,13 +19,7 @@ import pytest
 from dagster import AssetCheckEvaluation
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-from dagster._core.instance_for_test import instance_for_test
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    BACKFILL_ID_TAG,
-)
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -47,6 +41,10 @@ DAYS = 2
 BAD = START + timedelta(days=1, hours=5)
 """An hour whose export's manifest overstates the rows by 10%: record_count fails."""
 LOG = logging.getLogger("backfill-test")
+# Dagster's tags on backfill runs (their constants are in the private dagster._core.storage.tags)
+BACKFILL_ID_TAG = "dagster/backfill"
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @pytest.fixture
@@ -82,7 +80,7 @@ def workspace(
         )
     )
     with (
-        instance_for_test(
+        dg.instance_for_test(
             temp_dir=str(home), synchronous_run_launcher=True, synchronous_run_coordinator=True
         ) as instance,
         create_test_daemon_workspace_context(target, instance) as context,

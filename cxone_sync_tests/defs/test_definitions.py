@@ -11,7 +11,7 @@ import pytest
 
 from cxone_sync.catalog import CATEGORIES, all_data_types
 from cxone_sync.definitions import defs as build_defs
-from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, load_step_name, staged_key, table_key
+from cxone_sync.defs.ingest.names import WAREHOUSE_POOL, load_step_name, staged_key, table_key
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import get_settings
 

@@ -17,7 +17,7 @@ import pytest
 
 from cxone_sync.catalog import category, partition_key
 from cxone_sync.definitions import defs as build_defs
-from cxone_sync.defs.ingest.assets import staged_key, table_key
+from cxone_sync.defs.ingest.names import staged_key, table_key
 from cxone_sync.ingest import checks as ck
 from cxone_sync.simulator.config import CountSkew
 from cxone_sync.simulator.stack import LocalStack

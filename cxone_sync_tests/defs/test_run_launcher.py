@@ -12,9 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData  # no public constructor for engine events
-from dagster._core.launcher import WorkerStatus
 
-from cxone_sync.dagster_launcher import LocalWorkerHealthRunLauncher, worker_pid
+from cxone_sync.defs.launcher import LocalWorkerHealthRunLauncher, WorkerStatus, worker_pid
 from cxone_sync.settings import INSTANCE_TEMPLATE
 
 

@@ -49,13 +49,13 @@ from typing import Any
 import dagster as dg
 
 from cxone_sync.catalog import CATEGORIES, category
-from cxone_sync.dagster_launcher import worker_pid
 from cxone_sync.defs.automation.sensors import (
     RECONCILIATION_SENSOR,
     gap_sensor_name,
     jobs_sensor_name,
 )
-from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL, table_key
+from cxone_sync.defs.ingest.names import WAREHOUSE_POOL, table_key
+from cxone_sync.defs.launcher import worker_pid
 from cxone_sync.defs.maintenance.staging import IN_FLIGHT, STAGING_CLEANUP_SENSOR, plan_cleanup
 from cxone_sync.settings import INSTANCE_TEMPLATE, PROJECT_ROOT
 from cxone_sync.simulator.config import DriftSpec, FaultConfig, SimConfig

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cxone_sync.defs.automation.ticks import is_lock_error
 from cxone_sync.warehouse.base import JobEvent
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
+from cxone_sync.warehouse.locks import is_lock_error
 from cxone_sync_tests.lockholder import LockHolder, release_after_waits
 from cxone_sync_tests.warehouse.conftest import StageFn
 from cxone_sync_tests.warehouse.factories import CDR, T0, cdr_rows, merge

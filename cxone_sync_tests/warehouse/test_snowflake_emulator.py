@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cxone_sync.defs.snowflake import SnowflakeWarehouseResource, snowflake_resource
-from cxone_sync.preflight import check_warehouse
+from cxone_sync.preflight.warehouse import check_warehouse
 from cxone_sync.settings import SIM_AWS_KEY, SIM_AWS_REGION, Settings
 from cxone_sync.simulator.s3 import S3Endpoint
 from cxone_sync.warehouse.base import StagedFile

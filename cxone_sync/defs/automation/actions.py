@@ -21,8 +21,8 @@ import dagster as dg
 
 from cxone_sync.cxone.errors import ConflictError, CXoneError
 from cxone_sync.defs.automation.job_events import JobEventsConfig, record
-from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL
 from cxone_sync.defs.ingest.jobs import RUN_RETRY_TAGS
+from cxone_sync.defs.ingest.names import WAREHOUSE_POOL
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
 
 RECORD_JOB_EVENTS_JOB = "record_job_events_job"

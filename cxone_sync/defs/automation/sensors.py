@@ -25,13 +25,10 @@ from dagster_aws.s3 import S3Resource
 
 from cxone_sync.catalog import Category
 from cxone_sync.defs.automation.actions import record_job_events_job, request_manual_export_job
-from cxone_sync.defs.automation.ticks import (
-    Tick,
-    first_instant,
-    gap_tick,
-    jobs_tick,
-    reconcile_tick,
-)
+from cxone_sync.defs.automation.gaps_tick import gap_tick
+from cxone_sync.defs.automation.jobs_tick import jobs_tick
+from cxone_sync.defs.automation.reconcile_tick import reconcile_tick
+from cxone_sync.defs.automation.tick_common import Tick, first_instant
 from cxone_sync.defs.ingest.jobs import category_job_name
 from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource

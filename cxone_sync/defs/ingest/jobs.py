@@ -8,7 +8,7 @@ from datetime import timedelta
 import dagster as dg
 
 from cxone_sync.catalog import Category
-from cxone_sync.defs.ingest.assets import staged_key, table_key
+from cxone_sync.defs.ingest.names import staged_key, table_key
 
 RUN_RETRY_TAGS = {
     "dagster/max_retries": "2",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from cxone_sync.catalog import Category
-from cxone_sync.defs.ingest.assets import JOB_IDS_JSON, latest_materializations, table_key
+from cxone_sync.defs.ingest.names import JOB_IDS_JSON, latest_materializations, table_key
 
 QUERY_PARTITIONS = 400
 """Partitions per event-log query (Dagster returns at most 10,000 records per query)."""

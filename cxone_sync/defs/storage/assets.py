@@ -22,9 +22,22 @@ import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
-from cxone_sync import preflight
 from cxone_sync.defs.resources import IngestResource
-from cxone_sync.preflight import CheckLine
+from cxone_sync.preflight.bucket import (
+    check_bucket_policy,
+    check_default_encryption,
+    check_public_access_block,
+    check_versioning,
+)
+from cxone_sync.preflight.common import (
+    CHECK_ENCRYPTION,
+    CHECK_POLICY,
+    CHECK_PUBLIC_ACCESS,
+    CHECK_READ,
+    CHECK_VERSIONING,
+    CheckLine,
+)
+from cxone_sync.preflight.read import check_read_decrypt
 
 EXPORT_BUCKET_KEY = dg.AssetKey(["s3", "cxone_export_bucket"])
 STORAGE_GROUP = "storage"
@@ -34,11 +47,11 @@ VERIFY_CRON = "15 6 * * *"
 """Daily at 06:15 UTC: a bucket setting changed by hand fails a check within a day."""
 
 CHECK_NAMES = (
-    preflight.CHECK_VERSIONING,
-    preflight.CHECK_ENCRYPTION,
-    preflight.CHECK_PUBLIC_ACCESS,
-    preflight.CHECK_POLICY,
-    preflight.CHECK_READ,
+    CHECK_VERSIONING,
+    CHECK_ENCRYPTION,
+    CHECK_PUBLIC_ACCESS,
+    CHECK_POLICY,
+    CHECK_READ,
 )
 
 
@@ -131,34 +144,32 @@ def _bucket_check(
 
 
 def build_storage_checks() -> list[dg.AssetChecksDefinition]:
-    """One asset check per bucket preflight."""
+    """One asset check per bucket"""
     return [
         _bucket_check(
-            preflight.CHECK_VERSIONING,
+            CHECK_VERSIONING,
             "Object versioning is Enabled.",
-            lambda client, _, bucket: preflight.check_versioning(client, bucket),
+            lambda client, _, bucket: check_versioning(client, bucket),
         ),
         _bucket_check(
-            preflight.CHECK_ENCRYPTION,
+            CHECK_ENCRYPTION,
             "Default encryption is SSE-KMS with a customer-managed key.",
-            lambda client, s3, bucket: preflight.check_default_encryption(
-                client, kms_client(s3), bucket
-            ),
+            lambda client, s3, bucket: check_default_encryption(client, kms_client(s3), bucket),
         ),
         _bucket_check(
-            preflight.CHECK_PUBLIC_ACCESS,
+            CHECK_PUBLIC_ACCESS,
             "All four public-access-block flags are on.",
-            lambda client, _, bucket: preflight.check_public_access_block(client, bucket),
+            lambda client, _, bucket: check_public_access_block(client, bucket),
         ),
         _bucket_check(
-            preflight.CHECK_POLICY,
+            CHECK_POLICY,
             "The bucket policy denies plain HTTP and uploads without SSE-KMS.",
-            lambda client, _, bucket: preflight.check_bucket_policy(client, bucket),
+            lambda client, _, bucket: check_bucket_policy(client, bucket),
         ),
         _bucket_check(
-            preflight.CHECK_READ,
+            CHECK_READ,
             "The reader can read and decrypt the newest export file.",
-            lambda client, _, bucket: preflight.check_read_decrypt(client, bucket),
+            lambda client, _, bucket: check_read_decrypt(client, bucket),
         ),
     ]
 

@@ -19,7 +19,8 @@ launcher, which has its own health check.
 
 Dagster 1.13 (tested: 1.13.27) exports ``DefaultRunLauncher`` but not the health-check types
 (``CheckRunHealthResult``, ``WorkerStatus``): they are imported from ``dagster._core.launcher``
-here, the only module besides :mod:`cxone_sync.dagster_runs` that imports private Dagster code.
+here. This module and :mod:`cxone_sync.defs.runs` are the only ones in ``cxone_sync/`` that
+import private Dagster modules (adapters, one per need): on a Dagster upgrade, check them first.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import socket
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult
+from dagster._core.launcher import WorkerStatus as WorkerStatus  # re-exported: tests read it
 
 HOST = socket.gethostname()
 

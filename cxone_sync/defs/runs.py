@@ -7,9 +7,11 @@ webserver loads from ``workspace.yaml``. ``JobDefinition.execute_in_process`` an
 
 Dagster 1.13 (tested: 1.13.27) has no public API to create a run with that origin outside a
 workspace; ``dagster job launch`` does it with the same internals used here
-(``RemoteJobOrigin``, ``DagsterInstance.create_run_for_job``, ``execute_run``). This module is the
-only place in ``cxone_sync/`` that imports private Dagster modules: on a Dagster upgrade, check
-it first (``cxone_sync_tests/defs/test_webserver_e2e.py`` re-executes a CLI run through GraphQL).
+(``RemoteJobOrigin``, ``DagsterInstance.create_run_for_job``, ``execute_run``); the partition
+tag names of backfill runs are not exported either (``dagster._core.storage.tags``). This module
+and :mod:`cxone_sync.defs.launcher` are the only ones in ``cxone_sync/`` that import private
+Dagster modules (adapters, one per need): on a Dagster upgrade, check them first
+(``cxone_sync_tests/defs/test_webserver_e2e.py`` re-executes a CLI run through GraphQL).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Automation logic without Dagster: sensor cursors and the recovery decisions made from them."""
