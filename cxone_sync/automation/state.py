@@ -256,6 +256,9 @@ class JobsCursor:
     """Partition key -> ids of COMPLETED jobs for it that Dagster had no partition for yet (the
     interval ends after this machine's clock: CXone's clock ahead, or a simulator moved ahead);
     requested on the first tick after the partition opens."""
+    unrecorded: list[dict[str, Any]] = field(default_factory=list)
+    """Job state changes (QUEUED, RUNNING) not handed to a run yet: they wait for the next
+    tick that requests a load (which carries them) or sees a job end (which records them)."""
 
     def dumps(self) -> str:
         return json.dumps(
@@ -265,6 +268,7 @@ class JobsCursor:
                 "tick": self.tick,
                 "recoveries": recoveries_to_json(self.owed),
                 "waiting": {k: sorted(v) for k, v in sorted(self.waiting.items())},
+                **({"unrecorded": self.unrecorded} if self.unrecorded else {}),
             },
             sort_keys=True,
         )
@@ -279,6 +283,7 @@ class JobsCursor:
             int(doc.get("tick", 0)),
             recoveries_from_json(doc.get("recoveries", {})),
             {str(k): [str(i) for i in v] for k, v in (doc.get("waiting") or {}).items()},
+            [dict(e) for e in doc.get("unrecorded") or [] if isinstance(e, dict)],
         )
 
 

@@ -209,6 +209,29 @@ def test_jobs_sensor_loads_each_completed_job_once_and_records_every_transition(
     assert len(p.events()) > before
 
 
+def test_state_changes_of_live_jobs_wait_in_the_cursor_for_a_run_that_carries_them(
+    platform: Callable[..., Platform],
+) -> None:
+    p = platform(categories=("ivr",))
+    p.world.advance(timedelta(hours=1, minutes=21))  # hour 0's export has started, not ended
+    early = p.daemon.evaluate("ivr_jobs_sensor")
+    live = {j["id"]: j["status"] for j in jobs_of(p.stack, "ivr")}
+    assert live and set(live.values()) <= {"QUEUED", "RUNNING"}, live
+    # no job ended: no run at all (not one per tick for QUEUED/RUNNING), the changes wait
+    assert not early.run_requests
+    held = JobsCursor.loads(early.cursor).unrecorded
+    assert {(e["job_id"], e["status"]) for e in held} == set(live.items())
+    p.world.advance(timedelta(hours=1))
+    later = p.daemon.evaluate("ivr_jobs_sensor")
+    # the export ended: the load run carries the waiting changes with the new ones
+    assert set(live.items()) <= {(e["job_id"], e["status"]) for e in carried_events(later)}
+    assert not JobsCursor.loads(later.cursor).unrecorded
+    assert all(ok for _, ok in p.daemon.launch("ivr_jobs_sensor", later))
+    recorded = {(job_id, status) for job_id, status, _ in p.events()}
+    assert set(live.items()) <= recorded
+    assert {(j["id"], "COMPLETED") for j in jobs_of(p.stack, "ivr") if j["id"] in live} <= recorded
+
+
 def test_hostile_job_ids_get_safe_run_keys_and_tags_and_still_load(
     platform: Callable[..., Platform],
 ) -> None:

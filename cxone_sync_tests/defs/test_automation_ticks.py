@@ -22,6 +22,7 @@ from cxone_sync.automation.state import GapCursor, JobsCursor, ReconciliationCur
 from cxone_sync.catalog import category
 from cxone_sync.cxone.client import CXoneClient
 from cxone_sync.cxone.models import Job, JobStatus, JobTrigger
+from cxone_sync.defs.automation.job_events import JobEventConfig, may_wait
 from cxone_sync.defs.automation.jobs_tick import jobs_tick
 from cxone_sync.defs.automation.reconcile_tick import reconcile_tick
 from cxone_sync.defs.automation.run_requests import carry_events, load_requests
@@ -510,11 +511,12 @@ def test_job_events_ride_on_a_fresh_load_run_else_in_a_run_that_queues_behind_lo
     ivr = category("ivr")
     pdef = partitions_for(ivr, START.date())
     jobs = [_job(0), _job(1, "FAILED")]
+    events = [JobEventConfig.of(j) for j in jobs]
     with dg.DagsterInstance.ephemeral() as instance:
         # a load request: the first one carries every state change of the tick
         tick = Tick()
         load_requests(tick, ivr, pdef, instance, [jobs[0]], AutomationSettings(), "s")
-        carry_events(tick, ivr, jobs, instance, "s")
+        assert carry_events(tick, ivr, events, instance, "s")
         (carrier,) = tick.run_requests
         assert carrier.job_name == "sync_ivr_job" and carrier.tags["cxone/events"] == "2"
         (cfg,) = [op["config"] for op in carrier.run_config["ops"].values()]
@@ -527,13 +529,19 @@ def test_job_events_ride_on_a_fresh_load_run_else_in_a_run_that_queues_behind_lo
         )
         again = Tick()
         load_requests(again, ivr, pdef, instance, [jobs[0]], AutomationSettings(), "s")
-        carry_events(again, ivr, jobs, instance, "s")
+        assert carry_events(again, ivr, events, instance, "s")
         load, own = again.run_requests
         assert "cxone/events" not in load.tags and "job_events" not in str(load.run_config)
         assert own.job_name == "record_job_events_job" and own.tags["dagster/priority"] == "-1"
-        events = own.run_config["ops"]["record_job_events"]["config"]["events"]
-        assert [e["job_id"] for e in events] == ["job-0", "job-1"]
+        recorded = own.run_config["ops"]["record_job_events"]["config"]["events"]
+        assert [e["job_id"] for e in recorded] == ["job-0", "job-1"]
     # no load in the tick (only a failure): a run of their own
     alone = Tick()
-    carry_events(alone, ivr, [jobs[1]], None, "s")
+    assert carry_events(alone, ivr, events[1:], None, "s", may_wait=may_wait(events[1:]))
     assert [r.job_name for r in alone.run_requests] == ["record_job_events_job"]
+    # no job ended (QUEUED, RUNNING only) and nothing to load: they may wait for a later tick
+    started = [JobEventConfig.of(_job(2, "QUEUED")), JobEventConfig.of(_job(2, "RUNNING"))]
+    quiet = Tick()
+    assert may_wait(started) and not may_wait([*started, events[0]])
+    assert not carry_events(quiet, ivr, started, None, "s", may_wait=True)
+    assert quiet.run_requests == []

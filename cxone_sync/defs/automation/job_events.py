@@ -2,7 +2,9 @@
 
 A tick writes nothing itself: its state changes ride in a run's config. When the tick also
 requests a partition load, they ride in that load run (the config of the category's first
-load step), so a tick costs one run, not two; otherwise in a ``record_job_events_job`` run.
+load step), so a tick costs one run, not two; otherwise in a ``record_job_events_job`` run, or,
+when no job ended (only QUEUED / RUNNING changes), they wait in the jobs cursor for a later tick
+(a load to ride on, or a job's end).
 Either way the run page shows exactly what was recorded, and recording is idempotent (a
 (job, status, updated_at) triple is stored once), so a retried or re-executed run records
 nothing twice.
@@ -10,7 +12,7 @@ nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -76,11 +78,21 @@ class JobEventsConfig(dg.Config):
     events: list[JobEventConfig]
 
 
-def events_config(category: str, jobs: list[Job], sensor: str) -> dict[str, Any]:
+WAITING_STATES = frozenset({"QUEUED", "RUNNING"})
+"""States whose recording may wait for a later tick (the job has not ended)."""
+WAIT_AT_MOST = 200
+"""State changes a jobs cursor holds at most before they get a run of their own."""
+
+
+def events_config(category: str, events: Sequence[JobEventConfig], sensor: str) -> dict[str, Any]:
     """The run-config form of a tick's state changes."""
-    return JobEventsConfig(
-        category=category, sensor=sensor, events=[JobEventConfig.of(j) for j in jobs]
-    ).model_dump()
+    return JobEventsConfig(category=category, sensor=sensor, events=list(events)).model_dump()
+
+
+def may_wait(events: Sequence[JobEventConfig]) -> bool:
+    """True when none of these changes ends a job and they are few: a tick that requests no
+    load may leave them in its cursor, so QUEUED and RUNNING do not cost a run each tick."""
+    return len(events) < WAIT_AT_MOST and all(e.status in WAITING_STATES for e in events)
 
 
 def record(warehouse: Warehouse, config: JobEventsConfig | Mapping[str, Any]) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from cxone_sync.cxone.models import JobStatus, JobTrigger
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.automation.actions import RECORD_JOB_EVENTS_JOB
+from cxone_sync.defs.automation.job_events import JobEventConfig, may_wait
 from cxone_sync.defs.automation.manual_exports import previous_export_pending, report_outcomes
 from cxone_sync.defs.automation.run_requests import carry_events, event_requests_of, load_requests
 from cxone_sync.defs.automation.tick_common import (
@@ -55,7 +56,6 @@ def jobs_tick(
     fresh, more = cursor.position.take(stream, settings.max_jobs_per_tick, budget.spent)
     tick.jobs_seen = len(fresh)
     tick.stopped_early = more
-    tick.events_written = len(fresh)
     completed = [j for j in fresh if j.status == JobStatus.COMPLETED]
     # jobs that waited for their partition to open: fetched again once it has (a few calls)
     opened = [k for k in cursor.waiting if next_start(pdef, k) <= now]
@@ -74,7 +74,12 @@ def jobs_tick(
                 completed.append(job)
                 seen.add(job_id)
     waiting = load_requests(tick, category, pdef, instance, completed, settings, sensor, now)
-    carry_events(tick, category, fresh, instance, sensor)
+    # this tick's state changes, after those earlier ticks left waiting (no job had ended)
+    events = [JobEventConfig(**e) for e in cursor.unrecorded]
+    events += [JobEventConfig.of(j) for j in fresh]
+    handed = carry_events(tick, category, events, instance, sensor, may_wait=may_wait(events))
+    cursor.unrecorded = [] if handed else [e.model_dump() for e in events]
+    tick.events_written = len(events) if handed else 0
     for key, ids in waiting.items():
         held = cursor.waiting.setdefault(key, [])
         held.extend(i for i in ids if i not in held)
@@ -122,11 +127,12 @@ def jobs_tick(
     loads = len(tick.run_requests) - tick.exports_requested - len(event_requests_of(tick))
     own = len(event_requests_of(tick))
     carrier = next((r for r in tick.run_requests if "cxone/events" in r.tags), None)
-    recorded_by = (
-        f"{own} {RECORD_JOB_EVENTS_JOB} run(s)"
-        if own or carrier is None
-        else f"the load run {carrier.run_key}"
-    )
+    if cursor.unrecorded:
+        recorded_by = f"{len(cursor.unrecorded)} waiting in the cursor: no job ended"
+    elif own or carrier is None:
+        recorded_by = f"{own} {RECORD_JOB_EVENTS_JOB} run(s)"
+    else:
+        recorded_by = f"the load run {carrier.run_key}"
     tick.lines.insert(
         0,
         f"{len(fresh)} job state change(s) since {iso(since)} (recorded by {recorded_by}), "

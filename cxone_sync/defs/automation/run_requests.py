@@ -10,13 +10,12 @@ from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import iso
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.automation.actions import RECORD_JOB_EVENTS_JOB
 from cxone_sync.defs.automation.job_events import CONFIG_KEY as EVENTS_KEY
-from cxone_sync.defs.automation.job_events import events_config
+from cxone_sync.defs.automation.job_events import JobEventConfig, events_config
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,
     TAG_RANGE_END,
@@ -156,14 +155,16 @@ def load_requests(
     return waiting
 
 
-def event_requests(category: Category, jobs: Sequence[Job], sensor: str) -> list[dg.RunRequest]:
+def event_requests(
+    category: Category, events: Sequence[JobEventConfig], sensor: str
+) -> list[dg.RunRequest]:
     """``record_job_events_job`` runs carrying the state changes (the sensor writes nothing)."""
     out = []
-    for i in range(0, len(jobs), EVENTS_PER_RUN):
-        chunk = list(jobs[i : i + EVENTS_PER_RUN])
+    for i in range(0, len(events), EVENTS_PER_RUN):
+        chunk = list(events[i : i + EVENTS_PER_RUN])
         rk = "job-events:{}:{}".format(
             category.name,
-            short_digest([f"{j.id}|{j.status.value}|{iso(j.updated_at)}" for j in chunk]),
+            short_digest([f"{e.job_id}|{e.status}|{e.updated_at}" for e in chunk]),
         )
         out.append(
             dg.RunRequest(
@@ -195,19 +196,22 @@ def _run_key_used(instance: dg.DagsterInstance | None, rk: str) -> bool:
 def carry_events(
     tick: Tick,
     category: Category,
-    jobs: Sequence[Job],
+    events: Sequence[JobEventConfig],
     instance: dg.DagsterInstance | None,
     sensor: str,
-) -> None:
-    """Put the tick's state changes on its first new load request, else on runs of their own.
+    *,
+    may_wait: bool = False,
+) -> bool:
+    """Put the tick's state changes on its first new load request, else on runs of their own,
+    or (``may_wait``: no job ended) leave them for a later tick: False, they stay in the cursor.
 
     A load request whose run key already ran would be dropped by Dagster with its events, so
     only a fresh one carries them; over ``EVENTS_PER_RUN`` changes they go in their own runs."""
-    if not jobs:
-        return
+    if not events:
+        return True
     name = category_job_name(category)
     loads = [i for i, r in enumerate(tick.run_requests) if r.job_name == name]
-    if loads and len(jobs) <= EVENTS_PER_RUN:
+    if loads and len(events) <= EVENTS_PER_RUN:
         i = loads[0]
         r = tick.run_requests[i]
         if r.run_key and not _run_key_used(instance, r.run_key):
@@ -217,7 +221,7 @@ def carry_events(
             ops[op] = {
                 "config": {
                     **ops[op]["config"],
-                    EVENTS_KEY: events_config(category.name, list(jobs), sensor),
+                    EVENTS_KEY: events_config(category.name, events, sensor),
                 }
             }
             tick.run_requests[i] = dg.RunRequest(
@@ -225,10 +229,13 @@ def carry_events(
                 job_name=r.job_name,
                 partition_key=r.partition_key,
                 run_config={**config, "ops": ops},
-                tags={**r.tags, "cxone/events": str(len(jobs))},
+                tags={**r.tags, "cxone/events": str(len(events))},
             )
-            return
-    tick.run_requests.extend(event_requests(category, jobs, sensor))
+            return True
+    if may_wait:
+        return False
+    tick.run_requests.extend(event_requests(category, events, sensor))
+    return True
 
 
 def event_requests_of(tick: Tick) -> list[dg.RunRequest]:
