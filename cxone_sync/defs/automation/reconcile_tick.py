@@ -17,7 +17,7 @@ from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
 from cxone_sync.cxone.untrusted import label, shown
 from cxone_sync.defs.automation.file_audit import audit_files
-from cxone_sync.defs.automation.run_requests import describe_load
+from cxone_sync.defs.automation.run_requests import describe_load, ranged_request
 from cxone_sync.defs.automation.tick_common import (
     TAG_JOB_ID,
     TAG_RANGE_END,
@@ -129,22 +129,7 @@ def reconcile_tick(
                     chunk = group[i : i + per_run]
                     ids = sorted({m for key in chunk for m in missing_by_key[key]})
                     rk = f"reconcile:{chunk[0]}..{chunk[-1]}:{short_digest(ids)}"
-                    tick.run_requests.append(
-                        dg.RunRequest(
-                            run_key=rk,
-                            job_name=category_job_name(cat),
-                            run_config=describe_load(
-                                cat, f"{chunk[0]} .. {chunk[-1]}", ids, sensor
-                            ),
-                            tags={
-                                TAG_TRIGGER: sensor,
-                                TAG_RUN_KEY: rk,
-                                TAG_RANGE_START: chunk[0],
-                                TAG_RANGE_END: chunk[-1],
-                                "cxone/jobs": str(len(ids)),
-                            },
-                        )
-                    )
+                    tick.run_requests.append(ranged_request(cat, chunk, ids, rk, sensor))
                     stale.append(f"{cat.name} {chunk[0]} .. {chunk[-1]} ({len(ids)} job(s))")
                 continue
             for key in group:

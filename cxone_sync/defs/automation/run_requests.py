@@ -69,6 +69,24 @@ def describe_load(
     }
 
 
+def ranged_request(
+    category: Category, chunk: Sequence[str], ids: Sequence[str], rk: str, sensor: str
+) -> dg.RunRequest:
+    """One ranged load run of adjacent partitions ``chunk`` (first .. last), like a backfill's."""
+    return dg.RunRequest(
+        run_key=rk,
+        job_name=category_job_name(category),
+        run_config=describe_load(category, f"{chunk[0]} .. {chunk[-1]}", ids, sensor),
+        tags={
+            TAG_TRIGGER: sensor,
+            TAG_RUN_KEY: rk,
+            TAG_RANGE_START: chunk[0],
+            TAG_RANGE_END: chunk[-1],
+            "cxone/jobs": str(len(ids)),
+        },
+    )
+
+
 def load_requests(
     tick: Tick,
     category: Category,
@@ -137,20 +155,7 @@ def load_requests(
             chunk = group[i : i + per_run]
             ids = sorted({j.id for key in chunk for j in by_key[key]})
             rk = f"range:{chunk[0]}..{chunk[-1]}:{short_digest(ids)}"
-            tick.run_requests.append(
-                dg.RunRequest(
-                    run_key=rk,
-                    job_name=category_job_name(category),
-                    run_config=describe_load(category, f"{chunk[0]} .. {chunk[-1]}", ids, sensor),
-                    tags={
-                        TAG_TRIGGER: sensor,
-                        TAG_RUN_KEY: rk,
-                        TAG_RANGE_START: chunk[0],
-                        TAG_RANGE_END: chunk[-1],
-                        "cxone/jobs": str(len(ids)),
-                    },
-                )
-            )
+            tick.run_requests.append(ranged_request(category, chunk, ids, rk, sensor))
             tick.partitions_requested.extend(chunk)
     return waiting
 
