@@ -50,7 +50,7 @@ START = datetime(2024, 3, 15, tzinfo=UTC)
 def run_sync(
     name: str, end: datetime, per_run: int | None, *, force: bool = False
 ) -> tuple[float, int]:
-    from cxone_sync.cli import sync
+    from cxone_sync.sync_command import sync
 
     if per_run is None:
         os.environ.pop("CXONE_BACKFILL_PARTITIONS_PER_RUN", None)

@@ -56,11 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
 
-    from cxone_sync.cli import ensure_dagster_home, sync
     from cxone_sync.defs.resources import build_resources
     from cxone_sync.simulator.config import SimConfig
     from cxone_sync.simulator.stack import LocalStack
     from cxone_sync.simulator.truth import differences
+    from cxone_sync.sync_command import ensure_dagster_home, sync
 
     ensure_dagster_home()
     start = datetime.combine(get_settings().cxone_partitions_start, time(0), tzinfo=UTC)

@@ -87,7 +87,7 @@ def load_some(
 ) -> LocalStack:
     """Like ``make demo``: hours loaded by ``cxone-sync sync``, then as many more hours of
     exports that nothing has loaded yet."""
-    from cxone_sync.cli import sync
+    from cxone_sync.sync_command import sync
 
     stack = make_stack(start=START, scale=0.02, categories=categories)
     point_platform_at(stack, monkeypatch, tmp_path / "data")

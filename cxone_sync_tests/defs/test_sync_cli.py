@@ -11,9 +11,10 @@ import dagster as dg
 import pytest
 
 from cxone_sync.catalog import category
-from cxone_sync.cli import Progress, main, partial_intervals
+from cxone_sync.cli import main
 from cxone_sync.simulator.config import CountSkew
 from cxone_sync.simulator.truth import differences
+from cxone_sync.sync_command import Progress, partial_intervals
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 from cxone_sync_tests.fixtures import MakeStack
 
