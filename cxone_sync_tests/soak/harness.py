@@ -128,12 +128,15 @@ class SoakPlan:
 
     @classmethod
     def full(cls, **overrides: Any) -> SoakPlan:
-        """7 simulated days of every category, 2 daemon kills, 3 run-worker kills."""
+        """7 simulated days of every category, 2 daemon kills, 3 run-worker kills, the clock moved
+        6 hours a step (each sensor tick sees a backlog: ranged runs, recoveries, late data);
+        ``step=timedelta(hours=1)`` (``--step-hours 1``) is the hourly pace (more steps and runs)."""
         base = cls(
             days=7,
             categories=tuple(c.name for c in CATEGORIES),
             daemon_kills=2,
             worker_kills=3,
+            step=timedelta(hours=6),
         )
         return dataclasses.replace(base, **overrides)
 
