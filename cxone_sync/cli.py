@@ -19,16 +19,16 @@ from typing import Any
 
 from cxone_sync.catalog import CATEGORIES, Category, category, partition_key
 from cxone_sync.settings import INSTANCE_TEMPLATE, get_settings
+from cxone_sync.timefmt import parse_utc
 
 
 def _parse_time(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an ISO date or time (e.g. 2024-03-15 or 2024-03-15T14:00Z)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def ensure_dagster_home() -> Path:

@@ -52,9 +52,10 @@ from cxone_sync.cxone.errors import (
     NotFoundError,
     TransientAPIError,
 )
-from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus, as_utc_iso
+from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus
 from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
 from cxone_sync.settings import Settings
+from cxone_sync.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class CXoneClient:
         params = [("category", category)]
         params += [("status", JobStatus(s).value) for s in statuses]
         if updated_since is not None:
-            params.append(("updated_since", as_utc_iso(updated_since)))
+            params.append(("updated_since", utc_iso(updated_since)))
         params.append(("limit", str(page_size)))
         return self._pages(_path(self._download_id(category), "jobs"), params)
 
@@ -304,7 +305,7 @@ class CXoneClient:
         destination_prefix: str,
         overwrite: bool = False,
     ) -> Job:
-        start_iso, end_iso = as_utc_iso(start), as_utc_iso(end)
+        start_iso, end_iso = utc_iso(start), utc_iso(end)
         if start >= end:
             raise ValueError(f"manual export needs start < end, got {start_iso} .. {end_iso}")
         _check_destination_prefix(destination_prefix)

@@ -13,8 +13,6 @@ The two side effects a tick decides on run as small jobs of their own:
   A 409 (an overlapping manual export already runs) is a success: the interval is being exported.
 """
 
-from datetime import datetime
-
 import dagster as dg
 
 from cxone_sync.cxone.errors import ConflictError, CXoneError
@@ -22,19 +20,13 @@ from cxone_sync.cxone.models import Job
 from cxone_sync.defs.ingest.assets import WAREHOUSE_POOL
 from cxone_sync.defs.ingest.jobs import RUN_RETRY_TAGS
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
+from cxone_sync.timefmt import parse_utc as _parse
+from cxone_sync.timefmt import utc_iso as _iso
 from cxone_sync.warehouse.base import JobEvent
 
 RECORD_JOB_EVENTS_JOB = "record_job_events_job"
 REQUEST_MANUAL_EXPORT_JOB = "request_manual_export_job"
 BACKFILL = "backfill/"
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class JobEventConfig(dg.Config):

@@ -6,7 +6,6 @@ drive a tick with their own client and read its counters.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import re
@@ -39,7 +38,6 @@ from cxone_sync.defs.automation.state import (
     RecoveryOutcome,
     covering,
     interval_id,
-    iso,
     owe,
     settle,
 )
@@ -49,6 +47,8 @@ from cxone_sync.defs.ingest.loaded import loaded_jobs
 from cxone_sync.defs.maintenance.staging import IN_FLIGHT
 from cxone_sync.ingest import checks as ck
 from cxone_sync.settings import AutomationSettings
+from cxone_sync.storage.staging import s3_sha256_hex
+from cxone_sync.timefmt import utc_iso as iso
 from cxone_sync.warehouse.base import Warehouse
 from cxone_sync.warehouse.locks import is_lock_error
 
@@ -866,13 +866,6 @@ def reconcile_tick(
     if not tick.run_requests:
         tick.skip = tick.summary()
     return tick
-
-
-def s3_sha256_hex(checksum: str | None) -> str | None:
-    """S3's ``ChecksumSHA256`` (base64) as hex; None when absent or a multipart composite."""
-    if not checksum or "-" in checksum:
-        return None
-    return base64.b64decode(checksum).hex()
 
 
 def _audit_files(

@@ -18,7 +18,6 @@ materialize) and for a range (a backfill batched by the backfill policy).
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.load import PartitionLoadOutcome, load_partition
 from cxone_sync.ingest.stage import NoCompletedExportError, Window, select_jobs
 from cxone_sync.storage.staging import StagingError
+from cxone_sync.timefmt import utc_iso as _iso
 from cxone_sync.warehouse.base import MergeResult
 
 STAGED_PREFIX = "cxone_staged"
@@ -77,10 +77,6 @@ def load_step_name(dt: DataType) -> str:
 def staging_path(base: str, dt: DataType, partition_key: str, run_id: str) -> Path:
     safe = re.sub(r"[^0-9A-Za-z_-]", "_", partition_key)
     return Path(base) / dt.table / safe / run_id
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def latest_materializations(
