@@ -20,12 +20,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cxone_sync.catalog import CATEGORIES
-from cxone_sync.settings import SIM_AWS_KEY, Settings, get_settings
+from cxone_sync.settings import Settings, get_settings
 
 CHECK_API = "cxone_api"
 CHECK_VERSIONING = "bucket_versioning"
@@ -519,12 +517,13 @@ def check_api(settings: Settings) -> CheckLine:
     """A token, then the download configuration of every category; never shows a secret."""
     import httpx
 
-    from cxone_sync.cxone.client import CXoneClient, RetryPolicy
+    from cxone_sync.clients import cxone_client
+    from cxone_sync.cxone.client import RetryPolicy
     from cxone_sync.cxone.errors import AuthError, CXoneError
 
     name = CHECK_API
     try:
-        client = CXoneClient.from_settings(
+        client = cxone_client(
             settings, timeout=10.0, retry=RetryPolicy(attempts=2, initial_wait=0.2, jitter=0.2)
         )
     except ValueError as exc:
@@ -664,28 +663,17 @@ def _path_fix(path: Path) -> str:
 
 
 def aws_clients(settings: Settings) -> tuple[Any, Any]:
-    """boto3 S3 and KMS clients for the configured endpoint and region (KMS on the same one)."""
-    credentials: dict[str, str] = {}
-    if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        credentials = {"aws_access_key_id": SIM_AWS_KEY, "aws_secret_access_key": SIM_AWS_KEY}
-    config = Config(
-        retries={"max_attempts": 2},
+    """boto3 S3 and KMS clients for the settings (each on its own endpoint), failing fast."""
+    from cxone_sync.clients import s3_and_kms
+
+    return s3_and_kms(
+        settings,
+        max_attempts=2,
+        retry_mode="legacy",
         connect_timeout=5,
         read_timeout=30,
-        s3={"addressing_style": "auto"},
+        addressing_style="auto",
     )
-    endpoint = settings.s3_endpoint_url
-    s3, kms = (
-        boto3.client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=endpoint,
-            region_name=settings.region,
-            config=config,
-            **credentials,
-        )
-        for service in ("s3", "kms")
-    )
-    return s3, kms
 
 
 def bucket_checks(s3: Any, kms: Any, bucket: str, prefix: str = "") -> list[CheckLine]:

@@ -186,18 +186,11 @@ class CXoneClient:
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-    ) -> Self:
-        return cls(
-            base_url=settings.cxone_api_url,
-            token_url=settings.token_url,
-            client_id=settings.cxone_client_id,
-            client_secret=settings.cxone_client_secret,
-            access_key_id=settings.cxone_access_key_id,
-            access_key_secret=settings.cxone_access_key_secret,
-            download_ids=settings.download_ids(),
-            timeout=timeout,
-            retry=retry,
-        )
+    ) -> CXoneClient:
+        """The client for the settings: :func:`cxone_sync.clients.cxone_client`."""
+        from cxone_sync.clients import cxone_client
+
+        return cxone_client(settings, timeout=timeout, retry=retry)
 
     @property
     def grant_type(self) -> str:
