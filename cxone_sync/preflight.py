@@ -203,7 +203,8 @@ def check_default_encryption(s3: Any, kms: Any, bucket: str) -> CheckLine:
         return _failed(
             name,
             f"kms:DescribeKey on {key_id} failed: {type(exc).__name__}: {exc}",
-            "check the KMS endpoint, AWS_REGION and the AWS credentials, then re-run",
+            "check the KMS endpoint (AWS_ENDPOINT_URL_KMS), AWS_REGION and the AWS credentials, "
+            "then re-run",
         )
     arn = meta.get("Arn", key_id)
     if meta.get("KeyManager") != "CUSTOMER":
@@ -703,7 +704,8 @@ def run_doctor(settings: Settings) -> list[CheckLine]:
             _failed(
                 "aws_client",
                 f"cannot create AWS clients: {type(exc).__name__}: {exc}",
-                "check AWS_REGION, AWS_ENDPOINT_URL_S3 and the AWS credential chain",
+                "check AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KMS and the AWS "
+                "credential chain",
             )
         )
     else:
