@@ -102,8 +102,10 @@ class AwsConfig:
 
 
 def kms_endpoint_url(settings: Settings) -> str | None:
-    """KMS's endpoint: ``AWS_ENDPOINT_URL_KMS``, then ``AWS_ENDPOINT_URL``; on the embedded
-    default the local S3 store (it serves KMS too); else None (AWS). Never the S3 endpoint."""
+    """KMS's endpoint: ``AWS_ENDPOINT_URL_KMS``, then ``AWS_ENDPOINT_URL``; else None (AWS's).
+
+    ``AWS_ENDPOINT_URL_S3`` is never used for KMS (an S3 endpoint serves no KMS), except on the
+    embedded default, whose S3 endpoint is the local store: it serves KMS as well."""
     explicit = settings.aws_endpoint_url_kms or settings.aws_endpoint_url
     if explicit:
         return explicit
