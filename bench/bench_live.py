@@ -42,6 +42,7 @@ from cxone_sync.defs.ingest.names import JOB_IDS_JSON, table_key
 from cxone_sync.simulator.config import FaultConfig, SimConfig
 from cxone_sync.simulator.stack import LocalStack
 from cxone_sync.simulator.truth import differences
+from cxone_sync.timefmt import parse_utc
 from cxone_sync.warehouse.duckdb_warehouse import DuckDBWarehouse
 
 # the soak harness's daemon and process handling (cxone_sync_tests is not installed)
@@ -60,10 +61,6 @@ from cxone_sync_tests.soak.harness import (
     last_tick_after,
     start_sensors,
 )
-
-
-def _iso_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -270,7 +267,7 @@ def main() -> None:
                 for j in world.list_jobs(world.download_ids()[c.name]):
                     if j["status"] != "COMPLETED" or not j.get("end_time"):
                         continue
-                    ended = _iso_time(j["end_time"])
+                    ended = parse_utc(j["end_time"])
                     if ended <= caught_up_at:
                         continue  # the catch-up's
                     wall = completed_wall(ended)

@@ -39,6 +39,7 @@ from cxone_sync.defs.partitions import partitions_for
 from cxone_sync.settings import AutomationSettings
 from cxone_sync.simulator.config import SimConfig
 from cxone_sync.simulator.stack import LocalStack
+from cxone_sync.timefmt import utc_iso
 
 START = datetime(2024, 3, 15, tzinfo=UTC)
 
@@ -128,7 +129,7 @@ def main() -> None:
             cursors[name] = cursor
             newest = max(j["updated_at"] for j in history[name])
             mark = JobsCursor.loads(cursor).position.high_water
-            at_end = mark is not None and mark.isoformat().replace("+00:00", "Z") == newest
+            at_end = mark is not None and utc_iso(mark) == newest
             twice = sum(1 for v in requested.values() if v > 1)
             worst = max(worst, *seconds)
             print(

@@ -9,21 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cxone_sync.catalog import CATEGORIES
 from cxone_sync.extras import LOCAL_COMMANDS, MissingExtraError, require_local
 from cxone_sync.sync_command import sync
+from cxone_sync.timefmt import parse_utc
 
 
 def _parse_time(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an ISO date or time (e.g. 2024-03-15 or 2024-03-15T14:00Z)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:

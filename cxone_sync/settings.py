@@ -204,6 +204,8 @@ class Settings(AutomationSettings):
         default_factory=dict, alias="CXONE_DOWNLOAD_IDS"
     )
     cxone_bucket: str = Field(default=SIM_BUCKET, alias="CXONE_BUCKET")
+    aws_endpoint_url_kms: str | None = Field(default=None, alias="AWS_ENDPOINT_URL_KMS")
+    """KMS's own endpoint; never ``AWS_ENDPOINT_URL_S3`` (see ``clients.kms_endpoint_url``)."""
     aws_endpoint_url_s3: str | None = Field(default=None, alias="AWS_ENDPOINT_URL_S3")
     aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
     aws_region: str | None = Field(default=None, alias="AWS_REGION")

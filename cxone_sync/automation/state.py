@@ -10,27 +10,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from cxone_sync.cxone.models import Job, JobStatus, JobTrigger, as_utc_iso
+from cxone_sync.cxone.models import Job, JobStatus, JobTrigger
 from cxone_sync.cxone.source import ExportSource
+from cxone_sync.timefmt import parse_utc, utc_iso
 
 CURSOR_VERSION = 1
 LIVE = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED)
 ENDED_BADLY = (JobStatus.FAILED, JobStatus.TIMED_OUT)
 
 
-def parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def iso(value: datetime) -> str:
-    return as_utc_iso(value)
-
-
 def interval_id(start: datetime, end: datetime) -> str:
-    return f"{iso(start)}/{iso(end)}"
+    return f"{utc_iso(start)}/{utc_iso(end)}"
 
 
 # -------------------------------------------------------------------------- the job stream
@@ -84,14 +77,14 @@ class StreamPosition:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "updated_since": iso(self.high_water) if self.high_water else None,
+            "updated_since": utc_iso(self.high_water) if self.high_water else None,
             "seen_at_mark": sorted(self.seen_at_mark),
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> StreamPosition:
         mark = doc.get("updated_since")
-        return cls(parse_iso(mark) if mark else None, list(doc.get("seen_at_mark", [])))
+        return cls(parse_utc(mark) if mark else None, list(doc.get("seen_at_mark", [])))
 
 
 # ----------------------------------------------------------------------- owed manual exports
@@ -113,7 +106,7 @@ class Recovery:
 
     @property
     def window(self) -> tuple[datetime, datetime]:
-        return parse_iso(self.start), parse_iso(self.end)
+        return parse_utc(self.start), parse_utc(self.end)
 
     @property
     def key(self) -> str:
@@ -226,7 +219,7 @@ def owe(
     key = interval_id(start, end)
     r = owed.get(key)
     if r is None:
-        r = owed[key] = Recovery(iso(start), iso(end), reason)
+        r = owed[key] = Recovery(utc_iso(start), utc_iso(end), reason)
     if job_id and manual and r.attempts and job_id not in r.export_jobs:
         r.export_jobs.append(job_id)
     elif job_id and job_id not in r.failed_jobs and job_id not in r.export_jobs:
@@ -301,8 +294,8 @@ class GapCursor:
         return json.dumps(
             {
                 "v": CURSOR_VERSION,
-                "now": iso(self.now) if self.now else None,
-                "clock": iso(self.clock) if self.clock else None,
+                "now": utc_iso(self.now) if self.now else None,
+                "clock": utc_iso(self.clock) if self.clock else None,
                 "tick": self.tick,
                 "recoveries": recoveries_to_json(self.owed),
             },
@@ -316,10 +309,10 @@ class GapCursor:
         doc = json.loads(text)
         now, clock = doc.get("now"), doc.get("clock")
         return cls(
-            parse_iso(now) if now else None,
+            parse_utc(now) if now else None,
             int(doc.get("tick", 0)),
             recoveries_from_json(doc.get("recoveries", {})),
-            parse_iso(clock) if clock else None,
+            parse_utc(clock) if clock else None,
         )
 
 
@@ -336,7 +329,7 @@ class ReconciliationCursor:
         return json.dumps(
             {
                 "v": CURSOR_VERSION,
-                "now": iso(self.now) if self.now else None,
+                "now": utc_iso(self.now) if self.now else None,
                 "acknowledged": dict(sorted(self.acknowledged.items())),
                 "audit_after": self.audit_after,
             },
@@ -350,7 +343,7 @@ class ReconciliationCursor:
         doc = json.loads(text)
         now = doc.get("now")
         return cls(
-            parse_iso(now) if now else None,
+            parse_utc(now) if now else None,
             dict(doc.get("acknowledged", {})),
             doc.get("audit_after"),
         )

@@ -32,7 +32,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from pydantic import SecretStr
 from cxone_sync.bridge.pacing import TenantPacer
 from cxone_sync.cxone.client import _checked_url
 from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
+from cxone_sync.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,8 @@ def windows(
 
 
 def iso_z(value: datetime) -> str:
-    """UTC with a literal ``Z`` (the APIs refuse other offsets)."""
-    if value.tzinfo is None:
-        raise ValueError(f"expected a time-zone-aware datetime, got {value.isoformat()}")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC with a literal ``Z``, to the second (the APIs refuse other offsets and fractions)."""
+    return utc_iso(value, timespec="seconds")
 
 
 class DataExtractionClient:

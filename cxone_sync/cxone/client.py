@@ -52,9 +52,10 @@ from cxone_sync.cxone.errors import (
     NotFoundError,
     TransientAPIError,
 )
-from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus, as_utc_iso
+from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus
 from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
 from cxone_sync.settings import Settings
+from cxone_sync.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -185,18 +186,11 @@ class CXoneClient:
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-    ) -> Self:
-        return cls(
-            base_url=settings.cxone_api_url,
-            token_url=settings.token_url,
-            client_id=settings.cxone_client_id,
-            client_secret=settings.cxone_client_secret,
-            access_key_id=settings.cxone_access_key_id,
-            access_key_secret=settings.cxone_access_key_secret,
-            download_ids=settings.download_ids(),
-            timeout=timeout,
-            retry=retry,
-        )
+    ) -> CXoneClient:
+        """The client for the settings: :func:`cxone_sync.clients.cxone_client`."""
+        from cxone_sync.clients import cxone_client
+
+        return cxone_client(settings, timeout=timeout, retry=retry)
 
     @property
     def grant_type(self) -> str:
@@ -283,7 +277,7 @@ class CXoneClient:
         params = [("category", category)]
         params += [("status", JobStatus(s).value) for s in statuses]
         if updated_since is not None:
-            params.append(("updated_since", as_utc_iso(updated_since)))
+            params.append(("updated_since", utc_iso(updated_since)))
         params.append(("limit", str(page_size)))
         return self._pages(_path(self._download_id(category), "jobs"), params)
 
@@ -304,7 +298,7 @@ class CXoneClient:
         destination_prefix: str,
         overwrite: bool = False,
     ) -> Job:
-        start_iso, end_iso = as_utc_iso(start), as_utc_iso(end)
+        start_iso, end_iso = utc_iso(start), utc_iso(end)
         if start >= end:
             raise ValueError(f"manual export needs start < end, got {start_iso} .. {end_iso}")
         _check_destination_prefix(destination_prefix)

@@ -177,10 +177,3 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
     return path
-
-
-def as_utc_iso(value: datetime) -> str:
-    """Render an aware datetime as the API's ISO 8601 UTC form (``...Z``)."""
-    if value.tzinfo is None:
-        raise ValueError(f"expected a time-zone-aware datetime, got naive {value.isoformat()}")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

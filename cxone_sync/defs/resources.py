@@ -1,7 +1,8 @@
 """Resources, and the one environment-to-resources map (CONTRACT §4).
 
 ``build_resources`` is the only place that decides what backs the platform: the embedded default
-(local simulator, local S3 store, DuckDB) or production (CXone, AWS, Snowflake). Secrets are
+(local simulator, local S3 store, DuckDB) or production (CXone, AWS, Snowflake). The AWS side comes
+from :mod:`cxone_sync.clients` (the map the command line and ``doctor`` use too). Secrets are
 passed as ``dg.EnvVar`` so Dagster never stores or prints their values.
 """
 
@@ -17,13 +18,10 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from cxone_sync.clients import AwsConfig, aws_config, cached_client
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
 from cxone_sync.cxone.source import ExportSource
-from cxone_sync.settings import (
-    SIM_AWS_KEY,
-    SIM_CLIENT_SECRET,
-    Settings,
-)
+from cxone_sync.settings import SIM_CLIENT_SECRET, Settings
 from cxone_sync.warehouse.base import Warehouse
 from cxone_sync.warehouse.duckdb_warehouse import DEFAULT_LOCK_WAIT_SECONDS, DuckDBWarehouse
 
@@ -77,21 +75,52 @@ class CXoneAPIResource(dg.ConfigurableResource):
 
 
 class CachedS3Resource(S3Resource):
-    """dagster-aws's S3Resource, with one boto3 client per process and configuration.
-
-    Building a boto3 client costs ~150 ms (it loads the service model); a run touches S3 from
-    every staged asset, so the client is built once and shared (boto3 clients are thread-safe).
+    """dagster-aws's S3Resource with its clients from :mod:`cxone_sync.clients`: one boto3
+    client per process and configuration (a run touches S3 from every staged asset; building a
+    client costs ~150 ms), keyed by a hash of every field, secrets included. KMS has its own
+    endpoint (``kms_endpoint_url``; None: boto3's, from ``AWS_ENDPOINT_URL_KMS`` /
+    ``AWS_ENDPOINT_URL``), never the S3 one.
     """
 
+    kms_endpoint_url: str | None = None
+
     def get_client(self) -> Any:
-        key = (self.endpoint_url, self.region_name, self.profile_name, self.aws_access_key_id)
-        client = _S3_CLIENTS.get(key)
-        if client is None:
-            client = _S3_CLIENTS[key] = super().get_client()
-        return client
+        return cached_client("s3", resource_aws_config(self))
+
+    def get_kms_client(self) -> Any:
+        return cached_client("kms", resource_aws_config(self))
 
 
-_S3_CLIENTS: dict[tuple[Any, ...], Any] = {}
+def resource_aws_config(s3: S3Resource) -> AwsConfig:
+    """The clients configuration of an S3 resource (dagster-aws's own, or ours with a KMS
+    endpoint)."""
+    return AwsConfig(
+        region=s3.region_name,
+        s3_endpoint_url=s3.endpoint_url,
+        kms_endpoint_url=getattr(s3, "kms_endpoint_url", None),
+        profile_name=s3.profile_name,
+        access_key_id=s3.aws_access_key_id,
+        secret_access_key=s3.aws_secret_access_key,
+        session_token=s3.aws_session_token,
+        max_attempts=s3.max_attempts,
+        use_ssl=s3.use_ssl,
+        verify=s3.verify,
+        unsigned=s3.use_unsigned_session,
+    )
+
+
+def s3_resource_config(settings: Settings) -> dict[str, Any]:
+    """:class:`CachedS3Resource` fields for the settings (unset ones left to AWS's chain)."""
+    aws = aws_config(settings)
+    fields = {
+        "region_name": aws.region,
+        "endpoint_url": aws.s3_endpoint_url,
+        "kms_endpoint_url": aws.kms_endpoint_url,
+        # only the embedded default's dummy key of the local S3 store, never a real one
+        "aws_access_key_id": aws.access_key_id,
+        "aws_secret_access_key": aws.secret_access_key,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -185,7 +214,7 @@ def _bridge_config(settings: Settings, s3_kwargs: dict[str, Any]) -> dict[str, A
         "bridged": bridged,
         "bridge_bucket": settings.cxone_bucket,
         "bridge_prefix": settings.cxone_bridge_prefix,
-        "bridge_s3": {k: str(v) for k, v in s3_kwargs.items()},
+        "bridge_s3": dict(s3_kwargs),
     }
 
 
@@ -209,15 +238,7 @@ def warehouse_resource(settings: Settings, s3: CachedS3Resource) -> WarehouseRes
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The environment-to-resources map: the only place that picks backends."""
-    s3_kwargs: dict[str, Any] = {}
-    if settings.region:  # else boto3's own chain decides (settings.region already asked it)
-        s3_kwargs["region_name"] = settings.region
-    if settings.s3_endpoint_url:
-        s3_kwargs["endpoint_url"] = settings.s3_endpoint_url
-    if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        # the local S3 store accepts any key; AWS's credential chain is used otherwise
-        s3_kwargs["aws_access_key_id"] = SIM_AWS_KEY
-        s3_kwargs["aws_secret_access_key"] = SIM_AWS_KEY
+    s3_kwargs = s3_resource_config(settings)
     return {
         "cxone": CXoneAPIResource(
             api_url=settings.cxone_api_url,

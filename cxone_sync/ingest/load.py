@@ -51,6 +51,7 @@ def load_partition(
     staging_dir: Path,
     tolerance: float = 0.05,
     jobs: Sequence[Job] | None = None,
+    s3_filesystem: Any | None = None,
 ) -> PartitionLoadOutcome:
     """Stage, gate and merge one partition; ``jobs`` are the COMPLETED jobs of a range listed
     once by the caller (None: ask the API for this partition's).
@@ -66,6 +67,7 @@ def load_partition(
         prefixes=[prefix],
         staging_dir=staging_dir,
         tolerance=tolerance,
+        s3_filesystem=s3_filesystem,
     )
     # one warehouse connection for the partition's schema and ledger reads and its merge
     # (opening a DuckDB file costs more than those reads); released between partitions

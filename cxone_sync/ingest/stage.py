@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.clients import arrow_filesystem_for
 from cxone_sync.cxone.errors import ForeignFileError
 from cxone_sync.cxone.models import Job, JobStatus
 from cxone_sync.cxone.source import ExportSource
@@ -40,7 +41,6 @@ from cxone_sync.cxone.untrusted import clean_text, file_stem, shown
 from cxone_sync.cxone.uris import FileRef, validate_job_files
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.checks import CheckOutcome, Finding
-from cxone_sync.storage.ranged import S3RangedFile
 from cxone_sync.storage.staging import (
     FetchedFile,
     ShortReadError,
@@ -143,9 +143,13 @@ class PartitionStager:
         prefixes: Sequence[str],
         staging_dir: Path,
         tolerance: float = 0.05,
+        s3_filesystem: Any | None = None,
     ) -> None:
+        """``s3_filesystem``: pyarrow's S3 filesystem for footer-only reads (None: built beside
+        ``s3_client`` when first needed, see :func:`cxone_sync.clients.arrow_filesystem_for`)."""
         self.source = source
         self.s3 = s3_client
+        self._s3_fs = s3_filesystem
         self.warehouse = warehouse
         self.bucket = bucket
         self.prefixes = tuple(prefixes)
@@ -427,13 +431,22 @@ class PartitionStager:
             )
         )
 
+    def _s3_filesystem(self) -> Any:
+        if self._s3_fs is None:
+            self._s3_fs = arrow_filesystem_for(self.s3)
+        return self._s3_fs
+
     def _check_job_total(self, state: _JobState, refs: list[FileRef]) -> None:
-        """Without per-file counts: all the job's files against its total record_count."""
+        """Without per-file counts: all the job's files against its total record_count.
+
+        Only the footers are read (pyarrow's ranged reads of the current version of each file);
+        the files of other data types and partitions are never downloaded."""
         job = state.job
         actual = 0
         for ref in refs:
             try:
-                with S3RangedFile(self.s3, ref.location.bucket, ref.location.key) as handle:
+                path = f"{ref.location.bucket}/{ref.location.key}"
+                with self._s3_filesystem().open_input_file(path) as handle:
                     actual += pq.read_metadata(handle).num_rows
             except Exception as exc:  # any unreadable footer is a readability failure
                 state.findings.append(

@@ -11,12 +11,13 @@ def check_api(settings: Settings) -> CheckLine:
     """A token, then the download configuration of every category; never shows a secret."""
     import httpx
 
-    from cxone_sync.cxone.client import CXoneClient, RetryPolicy
+    from cxone_sync.clients import cxone_client
+    from cxone_sync.cxone.client import RetryPolicy
     from cxone_sync.cxone.errors import AuthError, CXoneError
 
     name = CHECK_API
     try:
-        client = CXoneClient.from_settings(
+        client = cxone_client(
             settings, timeout=10.0, retry=RetryPolicy(attempts=2, initial_wait=0.2, jitter=0.2)
         )
     except ValueError as exc:

@@ -122,7 +122,8 @@ def check_default_encryption(s3: Any, kms: Any, bucket: str) -> CheckLine:
         return check_failed(
             name,
             f"kms:DescribeKey on {key_id} failed: {type(exc).__name__}: {exc}",
-            "check the KMS endpoint, AWS_REGION and the AWS credentials, then re-run",
+            "check the KMS endpoint (AWS_ENDPOINT_URL_KMS), AWS_REGION and the AWS credentials, "
+            "then re-run",
         )
     arn = meta.get("Arn", key_id)
     if meta.get("KeyManager") != "CUSTOMER":

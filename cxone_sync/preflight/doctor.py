@@ -58,7 +58,8 @@ def iter_doctor(settings: Settings) -> Iterator[CheckLine]:
         yield check_failed(
             "aws_client",
             f"cannot create AWS clients: {type(exc).__name__}: {exc}",
-            "check AWS_REGION, AWS_ENDPOINT_URL_S3 and the AWS credential chain",
+            "check AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_KMS and the AWS "
+            "credential chain",
         )
     else:
         yield from iter_bucket_checks(s3, kms, settings.cxone_bucket)

@@ -23,6 +23,8 @@ from cxone_sync.settings import (
     SIM_CLIENT_ID,
     SIM_CLIENT_SECRET,
 )
+from cxone_sync.timefmt import as_utc as utc
+from cxone_sync.timefmt import parse_utc, utc_iso
 
 DriftKind = Literal[
     "add_column", "reorder", "widen", "drop_column", "drop_key", "incompatible_type"
@@ -31,24 +33,14 @@ DRIFT_KINDS: tuple[str, ...] = get_args(DriftKind)
 COMPRESSIONS = ("zstd", "snappy")
 
 
-def utc(value: datetime) -> datetime:
-    """The same instant as an aware UTC datetime (naive values are taken as UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def parse_time(value: str | datetime) -> datetime:
-    """Parse an ISO-8601 timestamp (``Z`` or offset; naive is UTC) into an aware UTC datetime."""
-    if isinstance(value, datetime):
-        return utc(value)
-    return utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    """An ISO-8601 timestamp (``Z`` or offset; naive is UTC) or a datetime, as aware UTC."""
+    return utc(value) if isinstance(value, datetime) else parse_utc(value.strip())
 
 
 def iso(value: datetime) -> str:
-    """ISO-8601 with a ``Z`` suffix, seconds precision (microseconds when present)."""
-    text = utc(value).replace(tzinfo=None).isoformat()
-    return f"{text}Z"
+    """ISO-8601 with a ``Z`` suffix (naive values are taken as UTC)."""
+    return utc_iso(utc(value))
 
 
 def _check_rate(name: str, value: float) -> None:

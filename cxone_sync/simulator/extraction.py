@@ -48,6 +48,7 @@ from cxone_sync.bridge.convert import type_name
 from cxone_sync.catalog import category
 from cxone_sync.settings import LOCAL_HOST
 from cxone_sync.simulator._loopback import LoopbackServer
+from cxone_sync.timefmt import as_utc, utc_iso
 
 BOM = b"\xef\xbb\xbf"
 JOBS = "/data-extraction/v1/jobs"
@@ -347,10 +348,7 @@ class Report:
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (v.astimezone(UTC).isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v)
-        for k, v in row.items()
-    }
+    return {k: (utc_iso(as_utc(v)) if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
 def world_reports(

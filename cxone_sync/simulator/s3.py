@@ -32,8 +32,6 @@ from urllib.parse import parse_qs, urlencode
 from uuid import uuid4
 from xml.sax.saxutils import escape
 
-import boto3
-from botocore.config import Config
 from moto.core.base_backend import BackendDict
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -282,15 +280,23 @@ def make_client(
     region: str = SIM_AWS_REGION,
     access_key: str = SIM_AWS_KEY,
 ) -> Any:
-    """A boto3 client on ``endpoint_url`` with dummy credentials (the reader's by default)."""
-    return boto3.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=SIM_AWS_KEY,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+    """A boto3 client on ``endpoint_url`` with dummy credentials (the reader's by default),
+    built by :mod:`cxone_sync.clients` (so pyarrow reads beside it with the same key)."""
+    from cxone_sync.clients import AwsConfig, client
+
+    aws = AwsConfig(
+        region=region,
+        s3_endpoint_url=endpoint_url,
+        kms_endpoint_url=endpoint_url,
+        access_key_id=access_key,
+        secret_access_key=SIM_AWS_KEY,
+        max_attempts=2,
+        retry_mode="legacy",
+        addressing_style="path",
     )
+    if service not in ("s3", "kms"):
+        raise ValueError(f"make_client builds s3 and kms clients, not {service!r}")
+    return client("kms" if service == "kms" else "s3", aws)
 
 
 def export_bucket_policy(bucket: str) -> dict[str, Any]:

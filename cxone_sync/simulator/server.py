@@ -43,6 +43,7 @@ from cxone_sync.settings import LOCAL_HOST
 from cxone_sync.simulator._loopback import LoopbackServer
 from cxone_sync.simulator.config import SimConfig
 from cxone_sync.simulator.world import BadRequest, Conflict, NotFound, World
+from cxone_sync.timefmt import utc_iso as iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,6 @@ def to_utc(value: str | datetime) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"{parsed.isoformat()} has no time zone")
     return parsed.astimezone(UTC)
-
-
-def iso_z(value: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z`` suffix."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _json_default(value: object) -> str:

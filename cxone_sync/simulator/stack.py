@@ -101,6 +101,7 @@ class LocalStack:
             "CXONE_CLIENT_SECRET": self.config.client_secret,
             "CXONE_BUCKET": self.config.bucket,
             "AWS_ENDPOINT_URL_S3": self.s3_url,
+            "AWS_ENDPOINT_URL_KMS": self.s3_url,  # the local store serves KMS too
             "AWS_REGION": SIM_AWS_REGION,
             "AWS_ACCESS_KEY_ID": SIM_AWS_KEY,
             "AWS_SECRET_ACCESS_KEY": SIM_AWS_KEY,

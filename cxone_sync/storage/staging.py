@@ -131,7 +131,7 @@ def head_s3_file(
     return ObjectHead(
         version_id=response.get("VersionId"),
         size_bytes=int(response.get("ContentLength") or 0),
-        s3_checksum_sha256=_checksum_hex(response.get("ChecksumSHA256")),
+        s3_checksum_sha256=s3_sha256_hex(response.get("ChecksumSHA256")),
     )
 
 
@@ -195,12 +195,16 @@ def fetch_s3_file(
         version_id=response.get("VersionId"),
         sha256=digest.hexdigest(),
         size_bytes=size,
-        s3_checksum_sha256=_checksum_hex(response.get("ChecksumSHA256")),
+        s3_checksum_sha256=s3_sha256_hex(response.get("ChecksumSHA256")),
     )
 
 
-def _checksum_hex(value: str | None) -> str | None:
-    """S3 reports SHA-256 base64-encoded; multipart composites end in ``-N`` and are skipped."""
+def s3_sha256_hex(value: str | None) -> str | None:
+    """S3's ``ChecksumSHA256`` (base64) as hex, comparable with a SHA-256 hex digest of the bytes.
+
+    None when absent, unreadable, or a multipart composite (``...-N``: a checksum of the parts'
+    checksums, not of the object's bytes). The one reading of that header: staging and the
+    reconciliation's file audit both use it."""
     if not value or "-" in value:
         return None
     try:

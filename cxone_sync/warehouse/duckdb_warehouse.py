@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.timefmt import utc_now_iso
 from cxone_sync.warehouse.base import (
     DataError,
     JobEvent,
@@ -359,7 +360,7 @@ def _ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.begin()
     try:
         con.execute(render("control_tables"))
-        marker = MARKER_TEXT.format(version=CONTROL_VERSION, applied_at=iso_now())
+        marker = MARKER_TEXT.format(version=CONTROL_VERSION, applied_at=utc_now_iso())
         con.execute(
             f"COMMENT ON TABLE {CONTROL_SCHEMA}.{CONTROL_MARKER_TABLE} IS "
             + "'"
@@ -370,10 +371,6 @@ def _ensure_control_tables(con: duckdb.DuckDBPyConnection) -> None:
     except BaseException:
         con.rollback()
         raise
-
-
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _empty_control_tables() -> duckdb.DuckDBPyConnection:

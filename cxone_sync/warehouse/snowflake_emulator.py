@@ -25,7 +25,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +59,22 @@ class S3Wiring:
 
     endpoint_url: str | None
     access_key_id: str | None
-    secret_access_key: str | None
+    secret_access_key: str | None = field(repr=False)
     region: str | None
+    session_token: str | None = field(default=None, repr=False)
 
 
 def register_s3(duck_conn: Any, s3: S3Wiring) -> None:
     """Register an s3fs filesystem on the emulator's DuckDB instance (all its sessions)."""
     import s3fs
 
-    client_kwargs: dict[str, Any] = {"region_name": s3.region}
+    client_kwargs: dict[str, Any] = {"region_name": s3.region} if s3.region else {}
     if s3.endpoint_url:
         client_kwargs["endpoint_url"] = s3.endpoint_url
     fs = s3fs.S3FileSystem(
         key=s3.access_key_id,
         secret=s3.secret_access_key,
+        token=s3.session_token,
         client_kwargs=client_kwargs,
         config_kwargs={"s3": {"addressing_style": "path"}},
         use_listings_cache=False,
@@ -240,9 +242,9 @@ def export_lines(env: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``cxone-sync local-snowflake``: the emulator on loopback, wired to the platform's S3."""
     import argparse
-    import os
 
-    from cxone_sync.settings import SIM_AWS_KEY, get_settings
+    from cxone_sync.clients import arrow_s3_endpoint, aws_config, aws_credentials
+    from cxone_sync.settings import get_settings
 
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -254,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=settings.cxone_data_dir / "snowflake")
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     args = parser.parse_args(argv)
-    embedded_key = SIM_AWS_KEY if settings.embedded else None
+    aws = aws_config(settings)
+    key, secret, token = aws_credentials(aws) or (None, None, None)
     wiring = S3Wiring(
-        endpoint_url=settings.s3_endpoint_url,
-        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", embedded_key),
-        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", embedded_key),
-        region=settings.region,
+        endpoint_url=arrow_s3_endpoint(aws),
+        access_key_id=key,
+        secret_access_key=secret,
+        region=aws.region,
+        session_token=token,
     )
     emulator = Emulator(wiring, data_dir=args.data_dir)
     database = args.database.upper()

@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cxone_sync.catalog import UPDATED_AT, DataType
+from cxone_sync.timefmt import as_utc
 from cxone_sync.warehouse.base import (
     JOB_COMPLETED_COLUMN,
     JOB_ID_COLUMN,
@@ -645,7 +646,7 @@ class SnowflakeWarehouse:
                 _ids(data_type),
             )
         return [
-            PartitionLoad(p, _utc(ws), _utc(we), _utc(la), *(int(v) for v in rest))
+            PartitionLoad(p, as_utc(ws), as_utc(we), as_utc(la), *(int(v) for v in rest))
             for p, ws, we, la, *rest in rows
         ]
 
@@ -662,7 +663,7 @@ class SnowflakeWarehouse:
         if not rows:
             return None
         high, key, updated = rows[0]
-        return Watermark(_utc(high), key, _utc(updated))
+        return Watermark(as_utc(high), key, as_utc(updated))
 
     def table_columns(self, data_type: DataType) -> dict[str, str] | None:
         with self._cursor() as cur:
@@ -737,7 +738,7 @@ class SnowflakeWarehouse:
                 '"data_type" = %(data_type)s ORDER BY "first_seen_at", "schema_hash"',
                 _ids(data_type),
             )
-        return [SchemaVersion(h, json.loads(c), first, _utc(seen)) for h, c, first, seen in rows]
+        return [SchemaVersion(h, json.loads(c), first, as_utc(seen)) for h, c, first, seen in rows]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -762,10 +763,6 @@ def _fetch_arrow(cur: Any) -> pa.Table:
 
 def _ids(data_type: DataType) -> dict[str, str]:
     return {"category": data_type.category, "data_type": data_type.name}
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _file_columns(staged: StagedFile) -> dict[str, str]:

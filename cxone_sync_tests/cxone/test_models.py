@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from cxone_sync.cxone.errors import ManifestError
-from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus, JobTrigger, as_utc_iso
+from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus, JobTrigger
+from cxone_sync.timefmt import utc_iso as as_utc_iso
 from cxone_sync_tests.cxone import payloads
 
 

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from cxone_sync.defs.resources import IngestResource, build_resources
+from cxone_sync.defs.resources import CachedS3Resource, IngestResource, build_resources
 from cxone_sync.defs.storage.assets import (
     CHECK_NAMES,
     EXPORT_BUCKET_KEY,
@@ -29,8 +29,9 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 def _resources(stack: LocalStack, tmp_path: Path) -> dict[str, Any]:
     return {
-        "s3": S3Resource(
+        "s3": CachedS3Resource(
             endpoint_url=stack.s3_url,
+            kms_endpoint_url=stack.s3_url,  # the local store serves KMS too; AWS's is separate
             region_name=SIM_AWS_REGION,
             aws_access_key_id=SIM_AWS_KEY,
             aws_secret_access_key=SIM_AWS_KEY,

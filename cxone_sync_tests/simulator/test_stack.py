@@ -33,6 +33,7 @@ def test_environment_points_at_the_stack(stack: LocalStack) -> None:
         "CXONE_CLIENT_SECRET": stack.config.client_secret,
         "CXONE_BUCKET": stack.config.bucket,
         "AWS_ENDPOINT_URL_S3": stack.s3_url,
+        "AWS_ENDPOINT_URL_KMS": stack.s3_url,
         "AWS_REGION": SIM_AWS_REGION,
         "AWS_ACCESS_KEY_ID": SIM_AWS_KEY,
         "AWS_SECRET_ACCESS_KEY": SIM_AWS_KEY,

@@ -130,7 +130,7 @@ class SoakPlan:
     def full(cls, **overrides: Any) -> SoakPlan:
         """7 simulated days of every category, 2 daemon kills, 3 run-worker kills, the clock moved
         6 hours a step (each sensor tick sees a backlog: ranged runs, recoveries, late data);
-        ``step=timedelta(hours=1)`` (``--step-hours 1``) is the hourly pace (more steps and runs)."""
+        ``step=timedelta(hours=1)`` (``--step-hours 1``) is the hourly pace (more steps, runs)."""
         base = cls(
             days=7,
             categories=tuple(c.name for c in CATEGORIES),

@@ -15,8 +15,6 @@ The two side effects a tick decides on run as small jobs of their own:
   A 409 (an overlapping manual export already runs) is a success: the interval is being exported.
 """
 
-from datetime import datetime
-
 import dagster as dg
 
 from cxone_sync.cxone.errors import ConflictError, CXoneError
@@ -24,14 +22,11 @@ from cxone_sync.defs.automation.job_events import JobEventsConfig, record
 from cxone_sync.defs.ingest.jobs import RUN_RETRY_TAGS
 from cxone_sync.defs.ingest.names import WAREHOUSE_POOL
 from cxone_sync.defs.resources import CXoneAPIResource, WarehouseResource
+from cxone_sync.timefmt import parse_utc as _parse
 
 RECORD_JOB_EVENTS_JOB = "record_job_events_job"
 REQUEST_MANUAL_EXPORT_JOB = "request_manual_export_job"
 BACKFILL = "backfill/"
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class ManualExportConfig(dg.Config):

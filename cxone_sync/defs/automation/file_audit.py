@@ -3,13 +3,12 @@ holds now, a bounded slice per tick; a mismatch requests a manual export."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
 
-from cxone_sync.automation.state import ReconciliationCursor, Recovery, iso
+from cxone_sync.automation.state import ReconciliationCursor, Recovery
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.models import Job
 from cxone_sync.cxone.uris import parse_s3_uri
@@ -17,15 +16,10 @@ from cxone_sync.defs.automation.manual_exports import manual_export_request
 from cxone_sync.defs.automation.tick_common import Budget, Tick, partition_windows, short_digest
 from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.settings import AutomationSettings
+from cxone_sync.storage.staging import s3_sha256_hex
+from cxone_sync.timefmt import utc_iso as iso
 from cxone_sync.warehouse.base import Warehouse
 from cxone_sync.warehouse.locks import is_lock_error
-
-
-def s3_sha256_hex(checksum: str | None) -> str | None:
-    """S3's ``ChecksumSHA256`` (base64) as hex; None when absent or a multipart composite."""
-    if not checksum or "-" in checksum:
-        return None
-    return base64.b64decode(checksum).hex()
 
 
 def audit_files(

@@ -13,7 +13,6 @@ from cxone_sync.automation.state import (
     GapCursor,
     covering,
     interval_id,
-    iso,
     owe,
     settle,
 )
@@ -23,6 +22,7 @@ from cxone_sync.defs.automation.manual_exports import previous_export_pending, r
 from cxone_sync.defs.automation.tick_common import Tick, api_now, partition_windows, span
 from cxone_sync.defs.ingest.names import table_key
 from cxone_sync.settings import AutomationSettings
+from cxone_sync.timefmt import utc_iso as iso
 
 
 def loaded_partitions(instance: dg.DagsterInstance, category: Category) -> set[str]:

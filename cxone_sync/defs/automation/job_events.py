@@ -13,24 +13,17 @@ nothing twice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
 
 from cxone_sync.cxone.models import Job
+from cxone_sync.timefmt import parse_utc as _parse
+from cxone_sync.timefmt import utc_iso as _iso
 from cxone_sync.warehouse.base import JobEvent, Warehouse
 
 CONFIG_KEY = "job_events"
 """The key of the events in a load step's config (beside ``cxone_request``)."""
-
-
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class JobEventConfig(dg.Config):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from cxone_sync.automation.state import ENDED_BADLY, JobsCursor, Recovery, iso, owe, settle
+from cxone_sync.automation.state import ENDED_BADLY, JobsCursor, Recovery, owe, settle
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.errors import CXoneError
 from cxone_sync.cxone.models import JobStatus, JobTrigger
@@ -27,6 +27,7 @@ from cxone_sync.defs.automation.tick_common import (
     span,
 )
 from cxone_sync.settings import AutomationSettings
+from cxone_sync.timefmt import utc_iso as iso
 
 
 def jobs_tick(

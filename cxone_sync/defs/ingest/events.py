@@ -3,7 +3,6 @@ gate outcomes as check results (per partition, after the materialization they ju
 step's failure naming the blocked partitions."""
 
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -14,11 +13,8 @@ from cxone_sync.defs.ingest.names import job_metadata, staged_key, table_key
 from cxone_sync.ingest import checks as ck
 from cxone_sync.ingest.load import PartitionLoadOutcome
 from cxone_sync.ingest.stage import Window
+from cxone_sync.timefmt import utc_iso as _iso
 from cxone_sync.warehouse.base import MergeResult
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -17,12 +17,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
-from cxone_sync.defs.resources import IngestResource
+from cxone_sync.clients import cached_client
+from cxone_sync.defs.resources import IngestResource, resource_aws_config
 from cxone_sync.preflight.bucket import (
     check_bucket_policy,
     check_default_encryption,
@@ -56,14 +56,10 @@ CHECK_NAMES = (
 
 
 def kms_client(s3: S3Resource) -> Any:
-    """A boto3 KMS client on the S3 resource's endpoint, region and credentials."""
-    kwargs: dict[str, Any] = {}
-    for field in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
-        value = getattr(s3, field)
-        if value:
-            kwargs[field] = value
-    session = boto3.session.Session(profile_name=s3.profile_name) if s3.profile_name else boto3
-    return session.client("kms", endpoint_url=s3.endpoint_url, region_name=s3.region_name, **kwargs)
+    """A boto3 KMS client with the S3 resource's region and credentials, on KMS's own endpoint
+    (the resource's ``kms_endpoint_url``, else boto3's: ``AWS_ENDPOINT_URL_KMS`` /
+    ``AWS_ENDPOINT_URL`` / AWS), never on the S3 endpoint."""
+    return cached_client("kms", resource_aws_config(s3))
 
 
 def check_result(line: CheckLine, bucket: str) -> dg.AssetCheckResult:
