@@ -133,9 +133,9 @@ class WarehouseResource(dg.ConfigurableResource):
     Snowflake has no such lock: both return the same warehouse. It is reached through
     :class:`~cxone_sync.defs.snowflake.SnowflakeWarehouseResource`, this class plus
     ``dagster_snowflake.SnowflakeResource``, built only when ``CXONE_WAREHOUSE=snowflake``:
-    importing dagster-snowflake costs about 4 s of CPU (snowflake.core, snowpark), paid by every
-    run process and code server otherwise. ``s3`` is used on the Snowflake path only to prove a
-    file's S3 version is unchanged after COPY (HEAD requests).
+    importing dagster-snowflake (snowflake.core, snowpark) doubles the CPU cost of loading the code
+    location, paid by every run process and code server otherwise. ``s3`` is used on the
+    Snowflake path only to prove a file's S3 version is unchanged after COPY (HEAD requests).
     """
 
     kind: str = "duckdb"
