@@ -54,7 +54,6 @@ from cxone_sync.cxone.errors import (
 )
 from cxone_sync.cxone.models import DownloadConfig, Job, JobStatus
 from cxone_sync.cxone.untrusted import clean_text, shown, url_segment
-from cxone_sync.settings import Settings
 from cxone_sync.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
@@ -178,19 +177,6 @@ class CXoneClient:
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "cxone-sync"},
         )
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-    ) -> CXoneClient:
-        """The client for the settings: :func:`cxone_sync.clients.cxone_client`."""
-        from cxone_sync.clients import cxone_client
-
-        return cxone_client(settings, timeout=timeout, retry=retry)
 
     @property
     def grant_type(self) -> str:

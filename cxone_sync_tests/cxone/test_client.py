@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from cxone_sync.clients import cxone_client
 from cxone_sync.cxone.client import CXoneClient, RetryPolicy
 from cxone_sync.cxone.errors import (
     APIStatusError,
@@ -127,7 +128,7 @@ def test_custom_token_url(server: ScriptedServer, make_client: MakeClient) -> No
     assert server.seen("GET", DL)[0].headers["authorization"] == "Bearer t"
 
 
-def test_from_settings_uses_every_api_setting(server: ScriptedServer) -> None:
+def test_the_client_from_settings_uses_every_api_setting(server: ScriptedServer) -> None:
     settings = Settings(
         CXONE_API_URL=server.url,
         CXONE_CLIENT_ID="app-client",
@@ -139,7 +140,7 @@ def test_from_settings_uses_every_api_setting(server: ScriptedServer) -> None:
     server.script("GET", "/api/v2/data-downloads/dl-custom", Reply(404))
 
     with (
-        CXoneClient.from_settings(settings, retry=FAST_RETRY) as client,
+        cxone_client(settings, retry=FAST_RETRY) as client,
         pytest.raises(NotFoundError),
     ):
         client.download_config("telephony")

@@ -80,7 +80,6 @@ def jobs_tick(
     events += [JobEventConfig.of(j) for j in fresh]
     handed = carry_events(tick, category, events, instance, sensor, may_wait=may_wait(events))
     cursor.unrecorded = [] if handed else [e.model_dump() for e in events]
-    tick.events_written = len(events) if handed else 0
     for key, ids in waiting.items():
         held = cursor.waiting.setdefault(key, [])
         held.extend(i for i in ids if i not in held)

@@ -11,9 +11,8 @@ import dagster as dg
 from cxone_sync.automation.state import Recovery, RecoveryOutcome
 from cxone_sync.catalog import Category
 from cxone_sync.cxone.untrusted import shown
-from cxone_sync.defs.automation.actions import REQUEST_MANUAL_EXPORT_JOB
+from cxone_sync.defs.automation.actions import BACKFILL, REQUEST_MANUAL_EXPORT_JOB
 from cxone_sync.defs.automation.tick_common import (
-    BACKFILL,
     RECOVERY_METADATA,
     TAG_RUN_KEY,
     TAG_TRIGGER,

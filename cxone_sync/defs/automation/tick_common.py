@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time as _time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -28,7 +28,6 @@ TAG_JOB_ID = "cxone/job_id"
 """The job id when it meets Dagster's strict tag rule, else its hash form (``untrusted.label``)."""
 TAG_RUN_KEY = "cxone/run_key"
 RECOVERY_METADATA = ck.RECOVERY_METADATA
-BACKFILL = "backfill/"
 TAG_RANGE_START = "dagster/asset_partition_range_start"
 TAG_RANGE_END = "dagster/asset_partition_range_end"
 
@@ -43,8 +42,6 @@ class Tick:
     lines: list[str] = field(default_factory=list)
     """Log lines: what happened, and what a person should know."""
     errors: list[str] = field(default_factory=list)
-    events_written: int = 0
-    """Job state changes handed to a run (a load run or ``record_job_events_job``) to write."""
     jobs_seen: int = 0
     partitions_requested: list[str] = field(default_factory=list)
     """Every partition key a load request of this tick covers (singles and ranges)."""
@@ -172,8 +169,3 @@ def api_now(source: ExportSource, category: str) -> tuple[datetime, str]:
     if now is None:
         return datetime.now(UTC), "local clock (the API sent no Date)"
     return now.astimezone(UTC), "CXone's clock (HTTP Date)"
-
-
-def backfill_prefix(source: ExportSource, category: str) -> Callable[[], str]:
-    """The manual-export destination: the download's prefix plus ``backfill/`` (asked lazily)."""
-    return lambda: f"{source.download_config(category).destination.prefix}{BACKFILL}"
